@@ -1,0 +1,4 @@
+// Embedded migrations are read by `sqlx::migrate!` at compile time: rebuild when they change.
+fn main() {
+    println!("cargo:rerun-if-changed=../../migrations");
+}

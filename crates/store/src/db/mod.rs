@@ -1,0 +1,271 @@
+//! One database layer over SQLite and PostgreSQL, chosen from the URL at start-up.
+//!
+//! Queries are written once, as SQL both engines accept (`$1…$n`, `RETURNING`, `ON CONFLICT`), and
+//! run through [`Db::query`] on whichever pool is active; one `#[derive(FromRow)]` struct decodes
+//! rows from both. SQLite gets one writer connection and a pool of readers (WAL); statements that
+//! are not plain `SELECT`s go to the writer.
+
+mod migrate;
+mod query;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Postgres, Sqlite, Transaction};
+use uuid::Uuid;
+
+pub use migrate::SchemaStatus;
+use query::Target;
+pub use query::{Query, Value};
+
+use crate::error::StoreError;
+
+/// Which engine a [`Db`] runs on; for the few statements that must differ (job leasing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub max_connections: u32,
+    pub busy_timeout: Duration,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self { max_connections: 8, busy_timeout: Duration::from_secs(5), acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// Connection pool figures for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`). SQLite files are created when missing.
+    pub async fn connect(url: &str, options: &DbOptions) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url, options).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(StoreError::Config("database.url must start with sqlite: or postgres://".into()))
+        }
+    }
+
+    async fn connect_sqlite(url: &str, options: &DbOptions) -> Result<Self, StoreError> {
+        let base = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(options.busy_timeout);
+        // One writer: SQLite serializes writes anyway, and a single connection turns lock contention
+        // into queueing in the pool instead of SQLITE_BUSY errors.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout.max(Duration::from_secs(30)))
+            .connect_with(base.clone())
+            .await?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(base.read_only(true))
+                .await?
+        };
+        Ok(Self::Sqlite { writer, reader })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite { .. } => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The PostgreSQL pool, for `LISTEN/NOTIFY`; `None` on SQLite.
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match self {
+            Self::Postgres(pool) => Some(pool),
+            Self::Sqlite { .. } => None,
+        }
+    }
+
+    /// A statement written once for both engines. `SELECT`s run on a reader, the rest on the writer.
+    pub fn query(&self, sql: &'static str) -> Query<'_> {
+        Query::new(self.target_for(sql), sql.into())
+    }
+
+    /// A statement built at run time (sea-query output, identifiers already validated).
+    pub fn query_dynamic(&self, sql: String) -> Query<'_> {
+        let target = self.target_for(&sql);
+        Query::new(target, sql.into())
+    }
+
+    fn target_for(&self, sql: &str) -> Target<'_> {
+        match self {
+            Self::Sqlite { writer, reader } => {
+                if is_read_only(sql) {
+                    Target::SqlitePool(reader)
+                } else {
+                    Target::SqlitePool(writer)
+                }
+            }
+            Self::Postgres(pool) => Target::PgPool(pool),
+        }
+    }
+
+    /// Starts a transaction (on the SQLite writer).
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Self::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Starts a transaction scoped to one organization. On PostgreSQL it sets `oppidum.org_id` for
+    /// this transaction only, which row-level-security policies read through
+    /// `oppidum_current_org()`; SQLite relies on the repositories' own scoping.
+    pub async fn begin_for_org(&self, org_id: Uuid) -> Result<Tx, StoreError> {
+        let mut tx = self.begin().await?;
+        if let Tx::Postgres(_) = tx {
+            tx.query("SELECT set_config('oppidum.org_id', $1, true)").bind(org_id.to_string()).execute().await?;
+        }
+        Ok(tx)
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let (one,): (i64,) = self.query("SELECT 1").fetch_one().await?;
+        debug_assert_eq!(one, 1);
+        Ok(())
+    }
+
+    /// Pool figures (the reader pool on SQLite).
+    pub fn pool_stats(&self) -> PoolStats {
+        match self {
+            Self::Sqlite { reader, .. } => {
+                PoolStats { size: reader.size(), idle: reader.num_idle(), max: reader.options().get_max_connections() }
+            }
+            Self::Postgres(pool) => {
+                PoolStats { size: pool.size(), idle: pool.num_idle(), max: pool.options().get_max_connections() }
+            }
+        }
+    }
+
+    /// Closes every connection, waiting for the ones in use.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite { writer, reader } => {
+                reader.close().await;
+                writer.close().await;
+            }
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Whether a statement only reads, so SQLite may run it on a read-only connection.
+fn is_read_only(sql: &str) -> bool {
+    let head = sql.trim_start().get(..6).unwrap_or_default();
+    head.eq_ignore_ascii_case("select")
+}
+
+/// An open transaction; dropped without [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    /// A statement inside this transaction.
+    pub fn query(&mut self, sql: &'static str) -> Query<'_> {
+        Query::new(self.target(), sql.into())
+    }
+
+    /// A run-time-built statement inside this transaction.
+    pub fn query_dynamic(&mut self, sql: String) -> Query<'_> {
+        Query::new(self.target(), sql.into())
+    }
+
+    fn target(&mut self) -> Target<'_> {
+        match self {
+            Self::Sqlite(tx) => Target::SqliteConn(tx),
+            Self::Postgres(tx) => Target::PgConn(tx),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await?,
+            Self::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(tx) => tx.rollback().await?,
+            Self::Postgres(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_routes_only_selects_to_readers() {
+        assert!(is_read_only("  select 1"));
+        assert!(is_read_only("SELECT * FROM jobs"));
+        assert!(!is_read_only("INSERT INTO jobs"));
+        assert!(!is_read_only("WITH x AS (SELECT 1) UPDATE t SET a = 1"));
+        assert!(!is_read_only("sel"));
+    }
+}

@@ -1,0 +1,66 @@
+//! The store's error type, and how it becomes the shared [`oppidum_core::Error`].
+
+use oppidum_core::{Error, ErrorKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A query failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer Oppidum.
+    #[error(
+        "the database schema is at version {database}, newer than this binary knows ({binary}); \
+         run the newer oppidum or restore a backup taken before the upgrade"
+    )]
+    SchemaTooNew { database: i64, binary: i64 },
+    /// Migrations are pending and were not applied.
+    #[error("the database schema is at version {database} but this binary needs {binary}; run `oppidum migrate`")]
+    SchemaBehind { database: i64, binary: i64 },
+    /// The blob store failed.
+    #[error("blob store error: {0}")]
+    Blob(#[from] object_store::Error),
+    /// No blob under this key.
+    #[error("blob not found: {0}")]
+    BlobNotFound(String),
+    /// A blob key that is not a valid relative path.
+    #[error("invalid blob key `{0}`")]
+    InvalidKey(String),
+    /// Reading the body being stored failed.
+    #[error("reading the upload failed: {0}")]
+    Upload(std::io::Error),
+    /// A job lease was lost (expired and taken by another worker) before the job finished.
+    #[error("the lease on job {0} was lost")]
+    LeaseLost(uuid::Uuid),
+    /// Bad store configuration.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// Whether this is a unique-constraint violation (turned into 409 by services).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Db(sqlx::Error::Database(db)) if db.is_unique_violation())
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        match &error {
+            StoreError::BlobNotFound(_) => Error::not_found("The requested content does not exist."),
+            StoreError::InvalidKey(_) => Error::invalid("invalid_key", error.to_string()),
+            StoreError::Upload(_) => Error::invalid("invalid_request_body", error.to_string()),
+            StoreError::Db(sqlx::Error::PoolTimedOut) => {
+                Error::new(ErrorKind::Unavailable, "database_busy", "The database is busy; retry shortly.")
+                    .with_retry_after(1)
+                    .with_source(error)
+            }
+            _ if error.is_unique_violation() => {
+                Error::new(ErrorKind::Conflict, "conflict", "This already exists.").with_source(error)
+            }
+            _ => Error::internal(error),
+        }
+    }
+}
