@@ -84,7 +84,9 @@ impl Workers {
         // Stops leasing at once; running jobs get the grace period.
         let leasing = stop.clone();
         let hard_stop = CancellationToken::new();
-        for slot in 0..shared.config.concurrency.max(1) {
+        // Without handlers there is nothing to lease, but expired leases are still reaped.
+        let slots = if shared.kinds.is_empty() { 0 } else { shared.config.concurrency.max(1) };
+        for slot in 0..slots {
             tasks.spawn(slot_loop(shared.clone(), slot, leasing.clone(), hard_stop.clone()));
         }
         tasks.spawn(wake_on_events(shared.clone(), leasing.clone()));

@@ -1,0 +1,102 @@
+//! The application state shared by every request and background task, and how it is built from
+//! the configuration: database (migrated or checked), blob store, event bus, job queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use oppidum_core::config::{BlobBackend, Config};
+use oppidum_core::time::{Clock, SystemClock};
+use oppidum_store::blob::ObjectBlobStore;
+use oppidum_store::db::DbOptions;
+use oppidum_store::jobs::JobQueue;
+use oppidum_store::{BlobStore, Db, EventBus};
+use uuid::Uuid;
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub node: Uuid,
+    pub db: Db,
+    pub blobs: Arc<dyn BlobStore>,
+    pub bus: EventBus,
+    pub queue: JobQueue,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Option<PrometheusHandle>,
+    pub started: Instant,
+    draining: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Marks the server as shutting down: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// Opens the database as configured.
+pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
+    let options = DbOptions {
+        max_connections: config.database.max_connections,
+        busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+        ..DbOptions::default()
+    };
+    let url = config.database_url();
+    let redacted = oppidum_core::config::DatabaseUrl::new(url.clone()).redacted();
+    Db::connect(&url, &options).await.with_context(|| format!("cannot open the database at {redacted}"))
+}
+
+/// Opens the blob store as configured.
+pub fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match config.blob.backend {
+        BlobBackend::Local => Arc::new(ObjectBlobStore::local(&config.blob_path())?),
+        BlobBackend::S3 => Arc::new(ObjectBlobStore::s3(&config.blob.s3)?),
+        BlobBackend::Memory => Arc::new(ObjectBlobStore::memory()),
+    })
+}
+
+/// Builds the state: connects, migrates (or checks the schema), opens the blob store.
+pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<AppState> {
+    let db = connect_db(&config).await?;
+    if config.database.migrate_on_start {
+        let applied = db.migrate().await?;
+        for (version, description) in applied {
+            tracing::info!(version, description, "applied migration");
+        }
+    } else {
+        db.check_schema().await?;
+    }
+    let blobs = open_blobs(&config)?;
+    let node = Uuid::now_v7();
+    let bus = EventBus::new(node, db.pg_pool().cloned());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let queue = JobQueue::new(db.clone(), clock.clone(), bus.clone(), config.jobs.max_attempts);
+    Ok(AppState(Arc::new(Inner {
+        config,
+        node,
+        db,
+        blobs,
+        bus,
+        queue,
+        clock,
+        metrics,
+        started: Instant::now(),
+        draining: AtomicBool::new(false),
+    })))
+}

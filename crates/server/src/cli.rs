@@ -1,0 +1,75 @@
+//! The command line: `oppidum [--config FILE] <command>`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Oppidum: a sovereign workspace server (identity, drive, calendar, contacts, mail, data API).
+#[derive(Debug, Parser)]
+#[command(name = "oppidum", version = crate::build_info::BUILD.version)]
+pub struct Cli {
+    /// Configuration file (TOML). Without one, built-in defaults and OPPIDUM_* variables apply.
+    #[arg(long, short, global = true, env = "OPPIDUM_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default command).
+    Serve,
+    /// Apply pending database migrations, or show where the schema stands.
+    Migrate {
+        /// Only report applied and pending migrations.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Check or print the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Inspect and manage the durable job queue.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Print version, commit and compiler.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and list every problem; exits 1 when there is any.
+    Check,
+    /// Print the effective configuration as TOML, secrets redacted.
+    Print,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List the newest jobs.
+    List {
+        /// Only jobs with this status: queued, running, done or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one job and its attempts as JSON.
+    Show { id: uuid::Uuid },
+    /// Run a dead job again with a fresh set of attempts.
+    Retry { id: uuid::Uuid },
+    /// Enqueue a job (for operators and deployment checks).
+    Enqueue {
+        kind: String,
+        /// JSON payload.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// Run no earlier than this many seconds from now.
+        #[arg(long, default_value_t = 0)]
+        delay_secs: i64,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+    },
+    /// Counts by status.
+    Stats,
+}

@@ -1,0 +1,130 @@
+//! The HTTP surface: router assembly and the layers every request goes through (request id,
+//! tracing, metrics, error envelope, timeout, body limit, CORS, security headers, compression).
+//! Domain crates contribute routers; each JSON route is registered with its OpenAPI description so
+//! `/api/openapi.json` covers every one.
+
+mod csp;
+mod health;
+mod meta;
+pub mod middleware;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use http::{HeaderName, HeaderValue, Method, header};
+use oppidum_core::config::Config;
+use oppidum_core::{Error, ErrorKind};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Oppidum API", description = "JSON API of the Oppidum workspace server. Errors are `{code, message, trace_id}`."),
+    components(schemas(oppidum_core::error::ErrorBody)),
+    tags(
+        (name = "system", description = "Health, readiness, metrics and version"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document and the router of every JSON route.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(meta::version))
+        .routes(routes!(meta::openapi_json))
+        .routes(routes!(meta::metrics))
+        .routes(routes!(csp::report))
+        .split_for_parts()
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api();
+    let config = &state.config;
+    let app = api
+        .fallback(no_route)
+        .layer(axum::Extension(Arc::new(openapi)))
+        .layer(DefaultBodyLimit::max(usize::try_from(config.http.body_limit.bytes()).unwrap_or(usize::MAX)))
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_secs(config.http.request_timeout_secs),
+            middleware::timeout,
+        ))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .layer(axum::middleware::from_fn(middleware::error_envelope));
+    let app = with_headers(app, config);
+    let app = if config.http.compression { app.layer(CompressionLayer::new()) } else { app };
+    let app = match cors(config) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(axum::middleware::from_fn(middleware::request_id)).with_state(state)
+}
+
+/// 404 in our format for any path no route matches.
+async fn no_route(method: Method, uri: http::Uri) -> Error {
+    Error::new(ErrorKind::NotFound, "not_found", format!("There is no {method} {} on this server.", uri.path()))
+}
+
+const API_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; report-uri /api/csp-report";
+
+fn with_headers(app: Router<AppState>, config: &Config) -> Router<AppState> {
+    let fixed: [(HeaderName, &'static str); 6] = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CONTENT_SECURITY_POLICY, API_CSP),
+        (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+        (HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=()"),
+    ];
+    let mut app = app;
+    for (name, value) in fixed {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
+    }
+    let https = config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    if https {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    app
+}
+
+fn cors(config: &Config) -> Option<CorsLayer> {
+    let origins = &config.cors.allowed_origins;
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    let layer = CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([header::ETAG, header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+        .allow_credentials(config.cors.allow_credentials)
+        .max_age(Duration::from_secs(config.cors.max_age_secs));
+    Some(layer)
+}

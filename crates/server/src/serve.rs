@@ -1,0 +1,108 @@
+//! `oppidum serve`: binds, serves, runs job workers and the event listener, and shuts down
+//! gracefully on SIGTERM/SIGINT — stop accepting, let in-flight requests and jobs finish within
+//! `http.shutdown_timeout_secs`, close the database, exit 0.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use oppidum_core::config::Config;
+use oppidum_store::jobs::{Workers, WorkersConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, AppState};
+
+/// Runs the server until a shutdown signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = crate::telemetry::init_metrics()?;
+    let listen: SocketAddr = config.http.listen.parse().context("http.listen")?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let state = app::build(config, Some(metrics)).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        address = %local,
+        database = state.db.backend().name(),
+        blobs = state.blobs.backend(),
+        node = %state.node,
+        "oppidum {} listening on http://{local}",
+        crate::build_info::BUILD.version
+    );
+
+    let stop = CancellationToken::new();
+    tokio::spawn(watch_signals(stop.clone()));
+    let background = CancellationToken::new();
+    let listener_task = state.bus.spawn_listener(background.clone());
+    let grace = Duration::from_secs(state.config.http.shutdown_timeout_secs);
+    let workers = spawn_workers(&state, background.clone(), grace);
+
+    let router = crate::http::router(state.clone());
+    let draining = {
+        let state = state.clone();
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            state.start_draining();
+            tracing::info!("shutting down: finishing in-flight requests");
+        }
+    };
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(draining)
+        .into_future();
+    let server = tokio::spawn(server);
+    stop.cancelled().await;
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => tracing::error!(error = %err, "server error"),
+        Ok(Err(err)) => tracing::error!(error = %err, "server task failed"),
+        Err(_) => tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time"),
+    }
+    background.cancel();
+    if let Some(workers) = workers {
+        let _ = workers.await;
+    }
+    if let Some(task) = listener_task {
+        let _ = task.await;
+    }
+    state.db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_workers(state: &AppState, stop: CancellationToken, grace: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    let jobs = &state.config.jobs;
+    if !jobs.enabled {
+        return None;
+    }
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let config = WorkersConfig {
+        name: format!("{host}:{}:{}", std::process::id(), state.node.simple()),
+        concurrency: jobs.concurrency,
+        poll_interval: Duration::from_millis(jobs.poll_interval_ms),
+        lease: Duration::from_secs(jobs.lease_secs),
+        retention: Duration::from_secs(u64::from(jobs.retention_days) * 86_400),
+    };
+    let mut workers = Workers::new(state.queue.clone(), config);
+    crate::jobs::register(&mut workers, jobs.diagnostic_kinds);
+    tracing::info!(kinds = ?workers.kinds(), concurrency = jobs.concurrency, "job workers started");
+    Some(tokio::spawn(workers.run(stop, grace)))
+}
+
+async fn watch_signals(stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("received SIGTERM"),
+            _ = int.recv() => tracing::info!("received SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    stop.cancel();
+}
