@@ -11,8 +11,8 @@ fn main() {
     let commit = output("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let rustc_version = output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=OPPIDUM_GIT_COMMIT={commit}");
-    println!("cargo:rustc-env=OPPIDUM_RUSTC_VERSION={rustc_version}");
+    println!("cargo:rustc-env=BUILD_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=BUILD_RUSTC_VERSION={rustc_version}");
     println!("cargo:rerun-if-changed=../../.git/HEAD");
     println!("cargo:rerun-if-changed=../../.git/refs/heads");
     println!("cargo:rerun-if-env-changed=RUSTC");

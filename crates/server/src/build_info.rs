@@ -18,6 +18,6 @@ pub struct BuildInfo {
 pub const BUILD: BuildInfo = BuildInfo {
     name: "oppidum",
     version: env!("CARGO_PKG_VERSION"),
-    commit: env!("OPPIDUM_GIT_COMMIT"),
-    rustc: env!("OPPIDUM_RUSTC_VERSION"),
+    commit: env!("BUILD_GIT_COMMIT"),
+    rustc: env!("BUILD_RUSTC_VERSION"),
 };

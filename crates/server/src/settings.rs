@@ -31,7 +31,10 @@ pub fn parse(path: Option<&Path>) -> Result<Config, Vec<String>> {
     }
     figment = figment.merge(
         Env::prefixed("OPPIDUM_")
-            .filter(|key| key.as_str() != "config" && !key.as_str().starts_with("test_"))
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                key != "config" && !key.starts_with("test_")
+            })
             .split("__"),
     );
     let value: Value = figment.extract().map_err(|err| err.into_iter().map(|e| e.to_string()).collect::<Vec<_>>())?;

@@ -7,6 +7,8 @@
 
 mod migrate;
 mod query;
+#[cfg(test)]
+mod tests;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -172,7 +174,8 @@ impl Db {
 
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let (one,): (i64,) = self.query("SELECT 1").fetch_one().await?;
+        // BIGINT so both engines decode it as i64 (a bare 1 is int4 on PostgreSQL).
+        let (one,): (i64,) = self.query("SELECT CAST(1 AS BIGINT)").fetch_one().await?;
         debug_assert_eq!(one, 1);
         Ok(())
     }
@@ -257,7 +260,7 @@ impl Tx {
 }
 
 #[cfg(test)]
-mod tests {
+mod routing_tests {
     use super::*;
 
     #[test]

@@ -1,0 +1,231 @@
+//! The shared test server: one builder, the database picked per test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The database engine a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an `async fn(Backend)` test once per database engine.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::harness::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if oppidum_store::testing::postgres_admin_url(stringify!($name)).is_some() {
+                    super::$name($crate::harness::Backend::Postgres).await;
+                }
+            }
+        }
+    };
+}
+
+/// Where a test server keeps its state; survives restarts of the process.
+#[derive(Debug)]
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    /// `None` for the default SQLite file in the data directory.
+    pub database_url: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Site {
+    /// A fresh site: empty directory and, on PostgreSQL, an empty database.
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let admin = oppidum_store::testing::postgres_admin_url("site").expect("postgres configured");
+                Some(oppidum_store::testing::create_postgres_database(&admin).await)
+            }
+        };
+        Self { dir, database_url, env: Vec::new() }
+    }
+
+    /// Adds an `OPPIDUM_…` setting for every process of this site.
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The database URL the server uses.
+    pub fn effective_database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir().join("oppidum.db").display()))
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oppidum"));
+        cmd.args(args).current_dir(self.dir.path()).env_remove("OPPIDUM_CONFIG");
+        cmd.env("OPPIDUM_DATA_DIR", self.data_dir());
+        if let Some(url) = &self.database_url {
+            cmd.env("OPPIDUM_DATABASE__URL", url);
+        }
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
+        cmd
+    }
+
+    /// Runs a CLI command of the binary against this site.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run oppidum")
+    }
+
+    /// Starts a server process; panics with its log if it does not become healthy.
+    pub async fn start(&self) -> TestServer {
+        self.try_start().await.unwrap_or_else(|log| panic!("server did not start:\n{log}"))
+    }
+
+    /// Starts a server process; `Err` holds its log when it exits or never answers.
+    pub async fn try_start(&self) -> Result<TestServer, String> {
+        let port = free_port();
+        let log_path = self.dir.path().join(format!("server-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut cmd = self.command(&["serve"]);
+        cmd.env("OPPIDUM_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("OPPIDUM_LOG__FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn oppidum");
+        // reqwest needs a TLS crypto provider installed, even for plain HTTP.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut server = TestServer {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            log_path,
+            client: reqwest::Client::builder().no_proxy().build().expect("client"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = server.try_exit_status() {
+                return Err(format!("exited with {status}\n{}", server.log()));
+            }
+            if let Ok(resp) = server.client.get(server.url("/healthz")).send().await
+                && resp.status().is_success()
+            {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                return Err(server.log());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// A running `oppidum serve`; killed when dropped.
+pub struct TestServer {
+    child: Option<Child>,
+    pub base: String,
+    pub log_path: PathBuf,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    pub fn log(&self) -> String {
+        read_to_string(&self.log_path)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Kills the process at once (SIGKILL), like a crash.
+    pub fn kill_hard(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_exit_status() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+fn read_to_string(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Parses a JSON body.
+pub async fn json(resp: reqwest::Response) -> serde_json::Value {
+    resp.json().await.expect("json body")
+}
+
+/// Polls `check` until it returns `Some`, up to `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: each starts the real `oppidum` binary on a random loopback port in a temporary
+//! directory and talks to it over HTTP. Tests marked with `both!` run on SQLite and on PostgreSQL
+//! (`OPPIDUM_TEST_DATABASE_URL`; skipped with a message when unset, unless
+//! `OPPIDUM_TEST_REQUIRE_POSTGRES=1`).
+
+mod harness;
+
+mod cli;
+mod http_basics;
+mod jobs;
+mod lifecycle;

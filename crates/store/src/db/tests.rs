@@ -1,0 +1,156 @@
+//! The database layer on both engines: round trips of every value type, transactions, the
+//! per-organization setting row-level security reads, and schema status.
+
+use chrono::{SubsecRound, Utc};
+use uuid::Uuid;
+
+use super::*;
+
+async fn databases(test: &str) -> Vec<(Db, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let mut out = vec![(Db::connect(&url, &DbOptions::default()).await.expect("sqlite"), Some(dir))];
+    if let Some(admin) = crate::testing::postgres_admin_url(test) {
+        let url = crate::testing::create_postgres_database(&admin).await;
+        out.push((Db::connect(&url, &DbOptions::default()).await.expect("postgres"), None));
+    }
+    out
+}
+
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    kind: String,
+    attempts: i64,
+    run_at: chrono::DateTime<Utc>,
+    unique_key: Option<String>,
+    payload: sqlx::types::Json<serde_json::Value>,
+}
+
+#[tokio::test]
+async fn db_same_code_runs_on_both_engines() {
+    for (db, _dir) in databases("db_same_code_runs_on_both_engines").await {
+        db.ping().await.expect("ping");
+        let status = db.schema_status().await.expect("status");
+        assert_eq!(status.database, 0);
+        assert!(!status.pending.is_empty());
+        assert!(matches!(db.check_schema().await, Err(StoreError::SchemaBehind { .. })));
+        db.migrate().await.expect("migrate");
+        db.check_schema().await.expect("up to date");
+
+        let id = Uuid::now_v7();
+        let now = Utc::now().trunc_subsecs(6);
+        let mut tx = db.begin().await.expect("begin");
+        tx.query(
+            "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_at, unique_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'queued', 3, $4, $5, $4, $4)",
+        )
+        .bind(id)
+        .bind("k")
+        .bind(serde_json::json!({"n": 1}))
+        .bind(now)
+        .bind(None::<String>)
+        .execute()
+        .await
+        .expect("insert");
+        tx.rollback().await.expect("rollback");
+        let none: Option<Row> = db
+            .query("SELECT id, kind, attempts, run_at, unique_key, payload FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional()
+            .await
+            .expect("select");
+        assert!(none.is_none(), "rolled-back insert is visible");
+
+        let mut tx = db.begin().await.expect("begin");
+        tx.query(
+            "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_at, unique_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'queued', 3, $4, $5, $4, $4)",
+        )
+        .bind(id)
+        .bind("k")
+        .bind(serde_json::json!({"n": 1}))
+        .bind(now)
+        .bind(Some("u".to_owned()))
+        .execute()
+        .await
+        .expect("insert");
+        tx.commit().await.expect("commit");
+        let row: Row = db
+            .query("SELECT id, kind, attempts, run_at, unique_key, payload FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one()
+            .await
+            .expect("select");
+        assert_eq!(
+            row,
+            Row {
+                id,
+                kind: "k".into(),
+                attempts: 0,
+                run_at: now,
+                unique_key: Some("u".into()),
+                payload: sqlx::types::Json(serde_json::json!({"n": 1}))
+            }
+        );
+        let duplicate = db
+            .query(
+                "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_at, unique_key, created_at, updated_at) \
+                 VALUES ($1, 'k', $2, 'queued', 3, $3, 'u', $3, $3)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(serde_json::json!({}))
+            .bind(now)
+            .execute()
+            .await
+            .expect_err("unique");
+        assert!(duplicate.is_unique_violation());
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn db_org_scope_is_visible_to_row_level_security() {
+    for (db, _dir) in databases("db_org_scope_is_visible_to_row_level_security").await {
+        if db.backend() != Backend::Postgres {
+            continue;
+        }
+        db.migrate().await.expect("migrate");
+        let org = Uuid::now_v7();
+        let mut tx = db.begin_for_org(org).await.expect("begin");
+        let (seen,): (Option<Uuid>,) = tx.query("SELECT oppidum_current_org()").fetch_one().await.expect("select");
+        assert_eq!(seen, Some(org));
+        tx.commit().await.expect("commit");
+        // SET LOCAL: the next transaction on the pool starts unscoped.
+        let mut tx = db.begin().await.expect("begin");
+        let (seen,): (Option<Uuid>,) = tx.query("SELECT oppidum_current_org()").fetch_one().await.expect("select");
+        assert_eq!(seen, None);
+        tx.rollback().await.expect("rollback");
+    }
+}
+
+#[tokio::test]
+async fn db_events_fan_out_between_nodes() {
+    for (db, _dir) in databases("db_events_fan_out_between_nodes").await {
+        let Some(pool) = db.pg_pool() else { continue };
+        let a = crate::EventBus::new(Uuid::now_v7(), Some(pool.clone()));
+        let b = crate::EventBus::new(Uuid::now_v7(), Some(pool.clone()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let _listener = b.spawn_listener(stop.clone());
+        let mut rx = b.subscribe();
+        // The listener needs a moment to LISTEN; publish until it hears.
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                a.publish("drive.file.created", serde_json::json!({"id": 7})).await.expect("publish");
+                if let Ok(Ok(event)) = tokio::time::timeout(std::time::Duration::from_millis(200), rx.recv()).await {
+                    return event;
+                }
+            }
+        })
+        .await
+        .expect("event crossed nodes");
+        assert_eq!(heard.origin, a.node());
+        assert_eq!(heard.payload["id"], 7);
+        stop.cancel();
+    }
+}
