@@ -27,6 +27,15 @@ async fn exercise(store: &dyn BlobStore) {
     assert!(matches!(store.put("a/broken", chunks(broken)).await, Err(StoreError::Upload(_))));
     assert_eq!(store.head("a/broken").await.expect("head"), None);
 
+    // Larger than one upload part: goes through a multipart upload.
+    let mib = Bytes::from((0..1024 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let parts = (0..9).map(|_| Ok(mib.clone())).collect();
+    let meta = store.put("a/large", chunks(parts)).await.expect("multipart put");
+    assert_eq!(meta.size, 9 * 1024 * 1024);
+    let tail = read_all(store, "a/large", Some(meta.size - 3..meta.size)).await;
+    assert_eq!(tail, mib[mib.len() - 3..].to_vec());
+    store.delete("a/large").await.expect("delete large");
+
     store.delete("a/b/greeting.txt").await.expect("delete");
     store.delete("a/b/greeting.txt").await.expect("delete is idempotent");
     assert!(matches!(store.get("a/b/greeting.txt", None).await, Err(StoreError::BlobNotFound(_))));
@@ -85,6 +94,8 @@ async fn blob_s3_backend_round_trips() {
         eprintln!("SKIPPED blob_s3_backend_round_trips: set OPPIDUM_TEST_S3_ENDPOINT to run it");
         return;
     };
+    // The S3 client's TLS stack needs a crypto provider, as in `main`.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = crate::testing::s3_config(&endpoint);
     exercise(&ObjectBlobStore::s3(&config).expect("s3")).await;
 }

@@ -1,0 +1,181 @@
+//! HTTP benchmark: starts the real `oppidum` binary on SQLite in a temporary directory and prints
+//! cold-start time, idle memory, and requests/s with p50/p99 latency for `GET /healthz` and
+//! `GET /api/version` under a bounded concurrent load (keep-alive HTTP/1.1 clients on loopback).
+//! Figures only: nothing here fails on timing.
+//!
+//! Knobs (environment): `BENCH_CONNECTIONS` (64), `BENCH_REQUESTS` (200000 per endpoint),
+//! `BENCH_SECONDS` (10 per endpoint, whichever comes first), `BENCH_COLD_STARTS` (5).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18080)
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a server in a fresh directory; returns it and the time until `/healthz` answered.
+async fn start() -> (Server, Duration) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_oppidum"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("OPPIDUM_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("OPPIDUM_LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn oppidum");
+    let server = Server { child, port, _dir: dir };
+    loop {
+        if let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)).await
+            && get(&mut conn, "/healthz").await.is_some()
+        {
+            return (server, started.elapsed());
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// One keep-alive GET; returns the status code.
+async fn get(conn: &mut TcpStream, path: &str) -> Option<u16> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.ok()?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0_u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let status = head.get(9..12)?.parse().ok()?;
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let n = conn.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Some(status);
+        }
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[index]) / 1_000.0
+}
+
+async fn load(port: u16, path: &'static str, connections: u64, requests: u64, seconds: u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let per_connection = requests / connections;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(per_connection as usize);
+            let mut errors = 0_u64;
+            let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)).await else { return (latencies, 1) };
+            let _ = conn.set_nodelay(true);
+            for _ in 0..per_connection {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let sent = Instant::now();
+                match get(&mut conn, path).await {
+                    Some(200) => latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX)),
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    while let Some(Ok((latencies, failed))) = tasks.join_next().await {
+        all.extend(latencies);
+        errors += failed;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    println!(
+        "GET {path:<14} {:>9.0} req/s   p50 {:>6.3} ms   p99 {:>6.3} ms   ({} requests, {errors} errors, {connections} connections, {elapsed:.1} s)",
+        all.len() as f64 / elapsed,
+        percentile(&all, 0.50),
+        percentile(&all, 0.99),
+        all.len(),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let connections = env_or("BENCH_CONNECTIONS", 64).max(1);
+    let requests = env_or("BENCH_REQUESTS", 200_000);
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let cold_starts = env_or("BENCH_COLD_STARTS", 5).max(1);
+
+    println!("oppidum HTTP benchmark (SQLite, local disk, loopback; client and server share the machine)");
+    let mut starts = Vec::new();
+    for _ in 0..cold_starts {
+        let (server, took) = start().await;
+        starts.push(took);
+        drop(server);
+    }
+    starts.sort();
+    println!(
+        "cold start (fresh data directory, migrations included): median {:.0} ms, max {:.0} ms over {cold_starts} runs",
+        starts[starts.len() / 2].as_secs_f64() * 1_000.0,
+        starts[starts.len() - 1].as_secs_f64() * 1_000.0
+    );
+
+    let (server, _) = start().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = server.child.id();
+    println!("idle RSS: {:.1} MiB", rss_kib(pid, "VmRSS:") as f64 / 1024.0);
+    for path in ["/healthz", "/api/version"] {
+        load(server.port, path, connections, requests, seconds).await;
+    }
+    println!("peak RSS under load: {:.1} MiB", rss_kib(pid, "VmHWM:") as f64 / 1024.0);
+}
