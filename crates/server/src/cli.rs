@@ -32,6 +32,8 @@ pub enum Command {
     /// Inspect and manage the durable job queue.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Print the OpenAPI document of the JSON API (the source of docs/openapi.json).
+    Openapi,
     /// Print version, commit and compiler.
     Version,
 }

@@ -18,6 +18,10 @@ pub fn run(cli: Cli) -> ExitCode {
         println!("{} {} (commit {}, {})", b.name, b.version, b.commit, b.rustc);
         return ExitCode::SUCCESS;
     }
+    if let Command::Openapi = command {
+        println!("{}", crate::http::openapi_pretty());
+        return ExitCode::SUCCESS;
+    }
     let config = match settings::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(problems) => {
@@ -82,7 +86,7 @@ async fn run_async(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Migrate { status } => migrate(config, status).await,
         Command::Jobs(jobs) => jobs_command(config, jobs).await,
-        Command::Config(_) | Command::Version => Ok(()),
+        Command::Config(_) | Command::Version | Command::Openapi => Ok(()),
     }
 }
 

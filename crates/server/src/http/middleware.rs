@@ -144,3 +144,36 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .unwrap_or_else(|| "unknown panic".to_owned());
     Error::internal(std::io::Error::other(format!("handler panicked: {message}"))).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    use super::*;
+
+    #[allow(clippy::unused_async)]
+    async fn boom() -> &'static str {
+        panic!("secret detail")
+    }
+
+    #[tokio::test]
+    async fn middleware_turns_panics_into_json_500() {
+        let app: Router = Router::new()
+            .route("/boom", get(boom))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(axum::middleware::from_fn(error_envelope))
+            .layer(axum::middleware::from_fn(request_id));
+        let request = http::Request::get("/boom").header(REQUEST_ID, "t-1").body(Body::empty()).expect("request");
+        let response = app.oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), 500);
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["code"], "internal_error");
+        assert_eq!(body["trace_id"], "t-1");
+        assert!(!body.to_string().contains("secret detail"));
+    }
+}

@@ -48,6 +48,12 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// The OpenAPI document as pretty JSON, as committed in `docs/openapi.json`.
+pub fn openapi_pretty() -> String {
+    let (_, doc) = api();
+    doc.to_pretty_json().unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
+}
+
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
@@ -127,4 +133,19 @@ fn cors(config: &Config) -> Option<CorsLayer> {
         .allow_credentials(config.cors.allow_credentials)
         .max_age(Duration::from_secs(config.cors.max_age_secs));
     Some(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    /// `docs/openapi.json` is generated from the code; regenerate it with
+    /// `cargo run --bin oppidum -- openapi > docs/openapi.json`.
+    #[test]
+    fn openapi_document_in_docs_is_current() {
+        let committed = include_str!("../../../../docs/openapi.json");
+        assert_eq!(
+            committed.trim(),
+            super::openapi_pretty().trim(),
+            "docs/openapi.json is stale: run `cargo run --bin oppidum -- openapi > docs/openapi.json`"
+        );
+    }
 }

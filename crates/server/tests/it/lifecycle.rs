@@ -90,3 +90,20 @@ async fn state_survives_restart() {
     let again = std::fs::read_to_string(site.data_dir().join("secrets/master.key")).expect("secret kept");
     assert_eq!(secret, again, "the generated secret changed on restart");
 }
+
+#[tokio::test]
+async fn slow_request_times_out_with_json_error() {
+    let site = Site::new(Backend::Sqlite).await.with("OPPIDUM_HTTP__REQUEST_TIMEOUT_SECS", "1");
+    let server = site.start().await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+    // Promise a body and never send it.
+    let head = "POST /api/csp-report HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\nX-Request-Id: slow-1\r\n\r\n{";
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut response = vec![0_u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response)).await;
+    let n = read.expect("answered within 5 s").expect("read");
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 504"), "{response}");
+    assert!(response.contains(r#""code":"request_timeout""#), "{response}");
+    assert!(response.contains(r#""trace_id":"slow-1""#), "{response}");
+}
