@@ -169,6 +169,15 @@ impl JobQueue {
         let now = self.clock.now();
         let token = Uuid::now_v7();
         let kinds = serde_json::Value::from(kinds.to_vec());
+        // A read first, so idle workers polling an empty queue never take the (SQLite) writer.
+        let due_sql = match self.db.backend() {
+            Backend::Postgres => DUE_POSTGRES,
+            Backend::Sqlite => DUE_SQLITE,
+        };
+        let due: Option<(Uuid,)> = self.db.query(due_sql).bind(now).bind(kinds.clone()).fetch_optional().await?;
+        if due.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.db.begin().await?;
         let sql = match tx.backend() {
             Backend::Postgres => LEASE_POSTGRES,
@@ -302,6 +311,18 @@ impl JobQueue {
     /// Dead-letters running jobs whose lease expired on their last attempt. Returns how many.
     pub async fn reap_expired(&self) -> Result<u64, StoreError> {
         let now = self.clock.now();
+        let (expired,): (i64,) = self
+            .db
+            .query(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND lease_expires_at <= $1 \
+                 AND attempts >= max_attempts",
+            )
+            .bind(now)
+            .fetch_one()
+            .await?;
+        if expired == 0 {
+            return Ok(0);
+        }
         let mut tx = self.db.begin().await?;
         tx.query(
             "UPDATE job_attempts SET outcome = 'lease_expired', finished_at = $1 WHERE outcome IS NULL AND job_id IN \
@@ -419,6 +440,15 @@ const LEASE_POSTGRES: &str = "UPDATE jobs SET status = 'running', attempts = att
        ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
      RETURNING id, kind, payload, status, attempts, max_attempts, run_at, unique_key, lease_token, \
      leased_by, lease_expires_at, last_error, created_at, updated_at, finished_at";
+
+// Whether a lease would find a job; `$1` now, `$2` JSON array of kinds.
+const DUE_POSTGRES: &str = "SELECT id FROM jobs WHERE attempts < max_attempts \
+     AND ((status = 'queued' AND run_at <= $1) OR (status = 'running' AND lease_expires_at <= $1)) \
+     AND kind IN (SELECT jsonb_array_elements_text($2)) LIMIT 1";
+
+const DUE_SQLITE: &str = "SELECT id FROM jobs WHERE attempts < max_attempts \
+     AND ((status = 'queued' AND run_at <= $1) OR (status = 'running' AND lease_expires_at <= $1)) \
+     AND kind IN (SELECT value FROM json_each($2)) LIMIT 1";
 
 // SQLite has a single writer, so the sub-select and update cannot interleave with another lease.
 const LEASE_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_token = $3, \
