@@ -37,6 +37,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub log: LogConfig,
     pub secrets: SecretsConfig,
+    pub identity: IdentityConfig,
 }
 
 impl Default for Config {
@@ -52,6 +53,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             log: LogConfig::default(),
             secrets: SecretsConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -225,6 +227,62 @@ pub struct SecretsConfig {
     pub master_key: Option<Secret>,
 }
 
+/// Who may create an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone, into the root organization as a member.
+    Open,
+    /// Only administrators (and invitations) create accounts.
+    #[default]
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub registration: Registration,
+    /// Lifetime of access tokens (JWT).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a session's refresh token chain without use.
+    pub refresh_token_ttl_days: u64,
+    /// `iss` of access tokens. Default: `public_url`, else `oppidum`.
+    pub issuer: Option<String>,
+    /// `aud` of access tokens.
+    pub audience: String,
+    pub rate_limits: RateLimits,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            registration: Registration::Closed,
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_days: 30,
+            issuer: None,
+            audience: "oppidum".into(),
+            rate_limits: RateLimits::default(),
+        }
+    }
+}
+
+/// Attempts allowed per minute on each authentication surface; 0 disables a limit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    pub login_per_account: u32,
+    pub login_per_ip: u32,
+    pub register_per_ip: u32,
+    pub refresh_per_ip: u32,
+    pub basic_auth_per_ip: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self { login_per_account: 5, login_per_ip: 30, register_per_ip: 5, refresh_per_ip: 60, basic_auth_per_ip: 60 }
+    }
+}
+
 /// A secret string: never printed, never logged, serialized as `[redacted]`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -369,6 +427,11 @@ impl Config {
         self.blob.path.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 
+    /// `iss` of access tokens.
+    pub fn token_issuer(&self) -> String {
+        self.identity.issuer.clone().or_else(|| self.public_url.clone()).unwrap_or_else(|| "oppidum".into())
+    }
+
     /// Where generated secrets are kept.
     pub fn secrets_dir(&self) -> PathBuf {
         self.data_dir.join("secrets")
@@ -454,6 +517,16 @@ impl Config {
             problems.push(
                 "jobs.diagnostic_kinds: diagnostic jobs are for checking a deployment, not for production".into(),
             );
+        }
+
+        if self.identity.access_token_ttl_secs < 30 || self.identity.access_token_ttl_secs > 86_400 {
+            problems.push("identity.access_token_ttl_secs: must be between 30 and 86400".into());
+        }
+        if self.identity.refresh_token_ttl_days == 0 {
+            problems.push("identity.refresh_token_ttl_days: must be at least 1".into());
+        }
+        if self.identity.audience.trim().is_empty() {
+            problems.push("identity.audience: must not be empty".into());
         }
 
         if let Some(key) = &self.secrets.master_key

@@ -5,6 +5,9 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod ids;
+pub mod principal;
 pub mod time;
+pub mod vault;
 
 pub use error::{Error, ErrorKind, Result};
+pub use principal::Principal;

@@ -9,6 +9,8 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use oppidum_core::config::{BlobBackend, Config};
 use oppidum_core::time::{Clock, SystemClock};
+use oppidum_core::vault::Vault;
+use oppidum_identity::Identity;
 use oppidum_store::blob::ObjectBlobStore;
 use oppidum_store::db::DbOptions;
 use oppidum_store::jobs::JobQueue;
@@ -26,6 +28,7 @@ pub struct Inner {
     pub blobs: Arc<dyn BlobStore>,
     pub bus: EventBus,
     pub queue: JobQueue,
+    pub identity: Identity,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
     pub started: Instant,
@@ -87,6 +90,8 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
     let bus = EventBus::new(node, db.pg_pool().cloned());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let queue = JobQueue::new(db.clone(), clock.clone(), bus.clone(), config.jobs.max_attempts);
+    let identity = identity_service(&config, &db, clock.clone())?;
+    identity.ensure_ready().await?;
     Ok(AppState(Arc::new(Inner {
         config,
         node,
@@ -94,9 +99,17 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
         blobs,
         bus,
         queue,
+        identity,
         clock,
         metrics,
         started: Instant::now(),
         draining: AtomicBool::new(false),
     })))
+}
+
+/// The identity service as configured. Needs `secrets.master_key` (set by `prepare_data_dir`).
+pub fn identity_service(config: &Config, db: &Db, clock: Arc<dyn Clock>) -> anyhow::Result<Identity> {
+    let master = config.secrets.master_key.as_ref().context("secrets.master_key is not set")?;
+    let vault = Vault::from_master_key(master.expose());
+    Ok(Identity::new(db.clone(), vault, clock, config.identity.clone(), config.token_issuer()))
 }

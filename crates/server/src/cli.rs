@@ -32,6 +32,9 @@ pub enum Command {
     /// Inspect and manage the durable job queue.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Administration: first administrator, users.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Print the OpenAPI document of the JSON API (the source of docs/openapi.json).
     Openapi,
     /// Print version, commit and compiler.
@@ -74,4 +77,29 @@ pub enum JobsCommand {
     },
     /// Counts by status.
     Stats,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Print a one-time token that creates the first instance administrator (valid 24 hours).
+    Bootstrap,
+    /// Create a user directly (the first administrator, or in scripts).
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+        /// Home organization id; default: the root organization.
+        #[arg(long)]
+        org: Option<uuid::Uuid>,
+        /// Role in that organization.
+        #[arg(long, default_value = "owner")]
+        role: String,
+        /// Make the user an instance administrator.
+        #[arg(long)]
+        instance_admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use oppidum_core::config::Config;
 use oppidum_store::jobs::{JobQueue, NewJob};
 
-use crate::cli::{Cli, Command, ConfigCommand, JobsCommand};
+use crate::cli::{AdminCommand, Cli, Command, ConfigCommand, JobsCommand};
 use crate::settings;
 
 /// Runs the parsed command line.
@@ -86,6 +86,10 @@ async fn run_async(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Migrate { status } => migrate(config, status).await,
         Command::Jobs(jobs) => jobs_command(config, jobs).await,
+        Command::Admin(admin) => {
+            settings::prepare_data_dir(&mut config).map_err(anyhow::Error::msg)?;
+            admin_command(config, admin).await
+        }
         Command::Config(_) | Command::Version | Command::Openapi => Ok(()),
     }
 }
@@ -163,6 +167,45 @@ async fn jobs_command(config: Config, command: JobsCommand) -> anyhow::Result<()
         }
         JobsCommand::Stats => {
             println!("{}", serde_json::to_string_pretty(&queue.stats().await?)?);
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn admin_command(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    let db = crate::app::connect_db(&config).await?;
+    if config.database.migrate_on_start {
+        db.migrate().await?;
+    } else {
+        db.check_schema().await?;
+    }
+    let clock = std::sync::Arc::new(oppidum_core::time::SystemClock);
+    let identity = crate::app::identity_service(&config, &db, clock)?;
+    let root = identity.ensure_ready().await?;
+    match command {
+        AdminCommand::Bootstrap => match identity.bootstrap_token().await? {
+            Some(token) => println!("{token}"),
+            None => anyhow::bail!("an administrator already exists; sign in instead"),
+        },
+        AdminCommand::CreateUser { email, name, org, role, instance_admin, password_stdin } => {
+            let email = oppidum_identity::service::normalize_email(&email)?;
+            let name = oppidum_identity::service::normalize_name(&name, "name")?;
+            anyhow::ensure!(
+                oppidum_identity::permissions::builtin(&role).is_some(),
+                "--role must be a built-in role (owner, admin, member, guest)"
+            );
+            let hash = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                let password = line.trim_end_matches(['\n', '\r']).to_owned();
+                oppidum_identity::password::validate(&password)?;
+                Some(oppidum_identity::password::hash(password).await?)
+            } else {
+                None
+            };
+            let user = identity.insert_user(email, name, hash, org.unwrap_or(root.id), &role, instance_admin).await?;
+            println!("{}", user.id);
         }
     }
     db.close().await;

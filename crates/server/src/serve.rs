@@ -28,6 +28,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         crate::build_info::BUILD.version
     );
 
+    announce_bootstrap(&state).await?;
+
     let stop = CancellationToken::new();
     tokio::spawn(watch_signals(stop.clone()));
     let background = CancellationToken::new();
@@ -65,6 +67,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     state.db.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Prints a one-time token to create the first administrator, when there is none yet.
+async fn announce_bootstrap(state: &AppState) -> anyhow::Result<()> {
+    if let Some(token) = state.identity.bootstrap_token().await? {
+        let base = state.config.public_url.clone().unwrap_or_else(|| format!("http://{}", state.config.http.listen));
+        tracing::warn!("no administrator exists yet: create one with the bootstrap token printed on standard output");
+        println!(
+            "\nNo administrator exists yet. Create the first one within 24 hours:\n\n  curl -X POST {base}/api/auth/bootstrap \\\n    -H 'content-type: application/json' \\\n    -d '{{\"token\": \"{token}\", \"email\": \"you@example.org\", \"name\": \"Your Name\", \"password\": \"a long passphrase\"}}'\n\nor run `oppidum admin create-user --instance-admin ...`.\n"
+        );
+    }
     Ok(())
 }
 

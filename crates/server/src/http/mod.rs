@@ -32,12 +32,15 @@ use crate::app::AppState;
     components(schemas(oppidum_core::error::ErrorBody)),
     tags(
         (name = "system", description = "Health, readiness, metrics and version"),
+        (name = "auth", description = "Sign-up, sign-in, tokens, sessions"),
+        (name = "orgs", description = "Organization tree, members and roles"),
+        (name = "users", description = "User administration"),
     )
 )]
 struct ApiDoc;
 
-/// The OpenAPI document and the router of every JSON route.
-pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The system routes (health, metrics, version, OpenAPI, CSP reports).
+fn system_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -45,27 +48,38 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(meta::openapi_json))
         .routes(routes!(meta::metrics))
         .routes(routes!(csp::report))
-        .split_for_parts()
+}
+
+/// The OpenAPI document of every JSON route of every domain.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = system_routes().split_for_parts();
+    let (_, identity) = oppidum_identity::http::routes().split_for_parts();
+    doc.merge(identity);
+    doc
 }
 
 /// The OpenAPI document as pretty JSON, as committed in `docs/openapi.json`.
 pub fn openapi_pretty() -> String {
-    let (_, doc) = api();
-    doc.to_pretty_json().unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
+    openapi().to_pretty_json().unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
 }
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = api();
+    let (system, mut doc) = system_routes().split_for_parts();
+    let (identity, identity_doc) = oppidum_identity::http::routes().split_for_parts();
+    doc.merge(identity_doc);
     let config = &state.config;
-    let app = api
+    let app: Router = Router::new()
+        .merge(system.with_state(state.clone()))
+        .merge(identity.with_state(state.identity.clone()))
         .fallback(no_route)
-        .layer(axum::Extension(Arc::new(openapi)))
+        .layer(axum::Extension(Arc::new(doc)))
         .layer(DefaultBodyLimit::max(usize::try_from(config.http.body_limit.bytes()).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(config.http.request_timeout_secs),
             middleware::timeout,
         ))
+        .layer(axum::middleware::from_fn_with_state(state.identity.clone(), oppidum_identity::http::authenticate))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(axum::middleware::from_fn(middleware::error_envelope));
@@ -75,7 +89,7 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    app.layer(axum::middleware::from_fn(middleware::request_id)).with_state(state)
+    app.layer(axum::middleware::from_fn(middleware::request_id))
 }
 
 /// 404 in our format for any path no route matches.
@@ -86,7 +100,7 @@ async fn no_route(method: Method, uri: http::Uri) -> Error {
 const API_CSP: &str =
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; report-uri /api/csp-report";
 
-fn with_headers(app: Router<AppState>, config: &Config) -> Router<AppState> {
+fn with_headers(app: Router, config: &Config) -> Router {
     let fixed: [(HeaderName, &'static str); 6] = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),

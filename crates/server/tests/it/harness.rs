@@ -89,6 +89,30 @@ impl Site {
         self.command(args).output().expect("run oppidum")
     }
 
+    /// Runs a CLI command with `input` on standard input.
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run oppidum");
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child.wait_with_output().expect("wait")
+    }
+
+    /// Creates an instance administrator with the CLI; returns the user id.
+    pub fn create_admin(&self, email: &str, password: &str) -> String {
+        let out = self.cli_with_stdin(
+            &["admin", "create-user", "--email", email, "--instance-admin", "--password-stdin"],
+            &format!("{password}\n"),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Starts a server process; panics with its log if it does not become healthy.
     pub async fn start(&self) -> TestServer {
         self.try_start().await.unwrap_or_else(|log| panic!("server did not start:\n{log}"))
@@ -227,5 +251,54 @@ where
             return None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A signed-in client.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+    pub user_id: String,
+}
+
+impl TestServer {
+    /// Signs in; panics unless it succeeds.
+    pub async fn login(&self, email: &str, password: &str) -> Session {
+        let resp =
+            self.post_json("/api/auth/login", None, serde_json::json!({"email": email, "password": password})).await;
+        assert_eq!(resp.status(), 200, "login failed");
+        let body = json(resp).await;
+        Session {
+            access: body["access_token"].as_str().expect("access").to_owned(),
+            refresh: body["refresh_token"].as_str().expect("refresh").to_owned(),
+            user_id: body["user"]["id"].as_str().expect("id").to_owned(),
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: serde_json::Value) -> reqwest::Response {
+        self.send(reqwest::Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path, Some(token), None).await
+    }
+
+    /// Any request, with an optional bearer token and JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.expect("request")
     }
 }

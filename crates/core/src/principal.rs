@@ -1,0 +1,74 @@
+//! Who is acting: the authenticated [`Principal`] every service takes, and its extractor. The
+//! identity layer authenticates requests and places the principal in the request extensions; any
+//! domain's handler asks for it without depending on identity.
+
+use std::collections::BTreeSet;
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use uuid::Uuid;
+
+use crate::error::{Error, ErrorKind};
+
+/// How the principal authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// An access token of an interactive session.
+    Session { session_id: Uuid },
+    /// An organization's API key.
+    ApiKey { key_id: Uuid },
+    /// An app password (protocol endpoints only).
+    AppPassword { id: Uuid, scopes: Vec<String> },
+}
+
+/// An authenticated actor, with its permissions in its current organization.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user (for API keys: the user who created the key).
+    pub user_id: Uuid,
+    /// The organization the principal acts in.
+    pub org_id: Uuid,
+    /// Effective permissions in `org_id` (granted there or on an ancestor).
+    pub permissions: BTreeSet<String>,
+    /// Instance administrators may do everything everywhere.
+    pub instance_admin: bool,
+    pub credential: Credential,
+    /// Set while an administrator impersonates this user.
+    pub impersonator: Option<Uuid>,
+}
+
+impl Principal {
+    /// Whether the principal holds `permission` in its current organization.
+    pub fn can(&self, permission: &str) -> bool {
+        self.instance_admin || self.permissions.contains(permission)
+    }
+
+    /// The session id, when authenticated by an access token.
+    pub fn session_id(&self) -> Option<Uuid> {
+        match self.credential {
+            Credential::Session { session_id } => Some(session_id),
+            _ => None,
+        }
+    }
+}
+
+/// Why the request carries no principal; placed in the extensions by the authentication layer.
+#[derive(Debug, Clone)]
+pub struct AuthRejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
+        Err(match parts.extensions.get::<AuthRejection>() {
+            Some(rejection) => Error::new(ErrorKind::Unauthenticated, rejection.code, rejection.message.clone()),
+            None => Error::new(ErrorKind::Unauthenticated, "unauthenticated", "Sign in first: send a bearer token."),
+        })
+    }
+}

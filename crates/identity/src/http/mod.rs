@@ -1,0 +1,89 @@
+//! Identity's HTTP adapters: the authentication layer every request passes through, and the JSON
+//! routes (`/api/auth/*`, `/api/orgs/*`, `/api/users/*`, `/.well-known/jwks.json`). Handlers parse,
+//! call the service and map; rules live in the service.
+
+mod auth;
+mod orgs;
+mod users;
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::request::Parts;
+use http::{HeaderMap, header};
+use oppidum_core::principal::AuthRejection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::model::ClientInfo;
+use crate::{Identity, IdentityError};
+
+/// Every identity route, documented.
+pub fn routes() -> OpenApiRouter<Identity> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::list_sessions))
+        .routes(routes!(auth::delete_session))
+        .routes(routes!(auth::switch_org))
+        .routes(routes!(auth::bootstrap))
+        .routes(routes!(auth::jwks))
+        .routes(routes!(orgs::list_orgs, orgs::create_org))
+        .routes(routes!(orgs::get_org, orgs::update_org, orgs::delete_org))
+        .routes(routes!(orgs::list_members, orgs::add_member))
+        .routes(routes!(orgs::update_member, orgs::remove_member))
+        .routes(routes!(orgs::list_roles, orgs::create_role))
+        .routes(routes!(orgs::update_role, orgs::delete_role))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(users::get_user, users::update_user, users::delete_user))
+}
+
+/// Authenticates `Authorization: Bearer …` when present: a valid token puts a
+/// [`oppidum_core::Principal`] in the request, an invalid one an [`AuthRejection`] that the
+/// principal extractor turns into 401 `invalid_token`. Requests without a token pass untouched.
+pub async fn authenticate(State(identity): State<Identity>, mut req: Request, next: Next) -> Response {
+    if let Some(token) = bearer(req.headers()) {
+        match identity.authenticate(&token).await {
+            Ok(principal) => {
+                req.extensions_mut().insert(principal);
+            }
+            Err(IdentityError::InvalidToken(message)) => {
+                req.extensions_mut().insert(AuthRejection { code: "invalid_token", message });
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "authentication failed");
+                req.extensions_mut().insert(AuthRejection {
+                    code: "authentication_unavailable",
+                    message: "Authentication is temporarily unavailable.".into(),
+                });
+            }
+        }
+    }
+    next.run(req).await
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// The caller's address and user agent, for sessions, rate limits and audit.
+pub struct Client(pub ClientInfo);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(ClientInfo {
+            ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()),
+            user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        }))
+    }
+}

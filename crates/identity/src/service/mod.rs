@@ -1,0 +1,345 @@
+//! The identity service: every rule about who may do what lives here, taking a
+//! [`Principal`] and returning [`Result`]. HTTP handlers only parse and map.
+
+mod auth;
+mod orgs;
+mod users;
+
+pub use auth::AccessTokenResponse;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use oppidum_core::Principal;
+use oppidum_core::config::IdentityConfig;
+use oppidum_core::principal::Credential;
+use oppidum_core::time::Clock;
+use oppidum_core::vault::Vault;
+use oppidum_store::Db;
+use uuid::Uuid;
+
+use crate::error::{IdentityError, Result};
+use crate::keys::Keys;
+use crate::model::{Org, User};
+use crate::ratelimit::Limiter;
+use crate::{permissions, repo, tokens};
+
+/// The identity service; cheap to clone.
+#[derive(Clone)]
+pub struct Identity(Arc<Inner>);
+
+pub struct Inner {
+    pub db: Db,
+    pub keys: Keys,
+    pub clock: Arc<dyn Clock>,
+    pub config: IdentityConfig,
+    pub issuer: String,
+    limits: Limits,
+}
+
+struct Limits {
+    login_account: Limiter,
+    login_ip: Limiter,
+    register_ip: Limiter,
+    refresh_ip: Limiter,
+}
+
+impl std::ops::Deref for Identity {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").field("issuer", &self.issuer).finish_non_exhaustive()
+    }
+}
+
+/// What a user may do where: their grants (a role on an organization, covering its subtree).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub instance_admin: bool,
+    grants: Vec<Grant>,
+}
+
+#[derive(Debug, Clone)]
+struct Grant {
+    path: String,
+    permissions: BTreeSet<String>,
+}
+
+impl Access {
+    /// Whether `org` is inside a subtree the user has a role in.
+    pub fn can_see(&self, org: &Org) -> bool {
+        self.instance_admin || self.grants.iter().any(|g| org.path.starts_with(&g.path))
+    }
+
+    /// Permissions effective on `org`: every role held on it or an ancestor.
+    pub fn permissions_on(&self, org: &Org) -> BTreeSet<String> {
+        if self.instance_admin {
+            return permissions::ALL.iter().map(|p| (*p).to_owned()).collect();
+        }
+        self.grants
+            .iter()
+            .filter(|g| org.path.starts_with(&g.path))
+            .flat_map(|g| g.permissions.iter().cloned())
+            .collect()
+    }
+
+    /// Roots of the subtrees where the user holds `permission` (all of them for `None`).
+    pub fn subtrees_with(&self, permission: Option<&str>) -> Vec<String> {
+        if self.instance_admin {
+            return vec!["/".into()];
+        }
+        let mut roots: Vec<String> = self
+            .grants
+            .iter()
+            .filter(|g| permission.is_none_or(|p| g.permissions.contains(p)))
+            .map(|g| g.path.clone())
+            .collect();
+        roots.sort();
+        // Drop subtrees nested in another.
+        let mut out: Vec<String> = Vec::new();
+        for root in roots {
+            if !out.iter().any(|r| root.starts_with(r.as_str())) {
+                out.push(root);
+            }
+        }
+        out
+    }
+}
+
+/// The organization ids along a materialized path.
+fn path_ids(path: &str) -> Vec<Uuid> {
+    path.split('/').filter_map(|s| s.parse().ok()).collect()
+}
+
+impl Identity {
+    pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>, config: IdentityConfig, issuer: String) -> Self {
+        let keys = Keys::new(db.clone(), vault);
+        let limits = Limits {
+            login_account: Limiter::per_minute(config.rate_limits.login_per_account),
+            login_ip: Limiter::per_minute(config.rate_limits.login_per_ip),
+            register_ip: Limiter::per_minute(config.rate_limits.register_per_ip),
+            refresh_ip: Limiter::per_minute(config.rate_limits.refresh_per_ip),
+        };
+        Self(Arc::new(Inner { db, keys, clock, config, issuer, limits }))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Prepares a fresh or existing instance: signing keys and the root organization.
+    pub async fn ensure_ready(&self) -> Result<Org> {
+        let now = self.now();
+        self.keys.ensure(now).await?;
+        if let Some(root) = repo::root_org(&self.db).await? {
+            return Ok(root);
+        }
+        let id = Uuid::now_v7();
+        let root = Org {
+            id,
+            parent_id: None,
+            path: format!("/{id}/"),
+            name: "Root".into(),
+            kind: "instance".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        match repo::insert_org(&self.db, &root).await {
+            Ok(()) => Ok(root),
+            // Another node created it first.
+            Err(err) if err.is_unique_violation() => repo::root_org(&self.db)
+                .await?
+                .ok_or_else(|| IdentityError::Internal("root organization vanished".into())),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Drops idle rate-limit keys.
+    pub fn shrink_limits(&self) {
+        for limiter in
+            [&self.limits.login_account, &self.limits.login_ip, &self.limits.register_ip, &self.limits.refresh_ip]
+        {
+            limiter.shrink();
+        }
+    }
+
+    /// The grants of `user`.
+    pub async fn access(&self, user: Uuid, instance_admin: bool) -> Result<Access> {
+        let memberships = repo::memberships_of(&self.db, user).await?;
+        let custom_needed = memberships.iter().any(|(_, _, role)| permissions::builtin(role).is_none());
+        let custom = if custom_needed {
+            let ids: Vec<Uuid> = memberships.iter().flat_map(|(_, path, _)| path_ids(path)).collect();
+            repo::roles_on(&self.db, &ids).await?
+        } else {
+            Vec::new()
+        };
+        let grants = memberships
+            .into_iter()
+            .map(|(_, path, role)| {
+                let permissions = permissions::builtin(&role).unwrap_or_else(|| {
+                    // The custom role of that name defined closest to the membership wins.
+                    let chain = path_ids(&path);
+                    chain
+                        .iter()
+                        .rev()
+                        .find_map(|org| custom.iter().find(|r| r.org_id == Some(*org) && r.name == role))
+                        .map(|r| r.permissions.0.iter().cloned().collect())
+                        .unwrap_or_default()
+                });
+                Grant { path, permissions }
+            })
+            .collect();
+        Ok(Access { instance_admin, grants })
+    }
+
+    async fn access_of(&self, principal: &Principal) -> Result<Access> {
+        self.access(principal.user_id, principal.instance_admin).await
+    }
+
+    /// Loads `org` and checks `principal` holds `permission` there: 404 when the organization is
+    /// not visible to them, 403 when visible but not allowed.
+    pub async fn authorize(&self, principal: &Principal, org_id: Uuid, permission: &str) -> Result<(Org, Access)> {
+        let access = self.access_of(principal).await?;
+        let org = self.visible_org(&access, org_id).await?;
+        if !access.permissions_on(&org).contains(permission) {
+            return Err(IdentityError::Forbidden(
+                "forbidden",
+                format!("You need the `{permission}` permission in this organization."),
+            ));
+        }
+        Ok((org, access))
+    }
+
+    async fn visible_org(&self, access: &Access, org_id: Uuid) -> Result<Org> {
+        match repo::get_org(&self.db, org_id).await? {
+            Some(org) if access.can_see(&org) => Ok(org),
+            _ => Err(IdentityError::NotFound("organization")),
+        }
+    }
+
+    /// Signs an access token for a session.
+    fn access_token(&self, user: &User, session: Uuid, org: Uuid) -> Result<String> {
+        let now = self.now().timestamp();
+        let claims = tokens::Claims {
+            iss: self.issuer.clone(),
+            aud: self.config.audience.clone(),
+            sub: user.id,
+            sid: session,
+            org,
+            ver: user.token_version,
+            iat: now,
+            exp: now + i64::try_from(self.config.access_token_ttl_secs).unwrap_or(900),
+            jti: tokens::new_jti(),
+        };
+        tokens::sign(&self.keys, &claims)
+    }
+
+    fn refresh_expiry(&self) -> DateTime<Utc> {
+        self.now() + Duration::days(i64::try_from(self.config.refresh_token_ttl_days).unwrap_or(30))
+    }
+
+    /// Turns a bearer access token into a principal, checking on every request that its session
+    /// is live, its user enabled and its token version current (so revocation works on every node).
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        let now = self.now();
+        let claims = tokens::verify(&self.keys, token, &self.issuer, &self.config.audience, now).await?;
+        let invalid = |why: &str| IdentityError::InvalidToken(format!("The access token is not valid: {why}."));
+        let state =
+            repo::auth_state(&self.db, claims.sid, claims.sub).await?.ok_or_else(|| invalid("no such session"))?;
+        if state.revoked_at.is_some() || state.expires_at <= now {
+            return Err(invalid("the session has ended"));
+        }
+        if state.disabled {
+            return Err(invalid("the account is disabled"));
+        }
+        if state.token_version != claims.ver {
+            return Err(invalid("it was revoked"));
+        }
+        let access = self.access(claims.sub, state.instance_admin).await?;
+        let org = repo::get_org(&self.db, claims.org).await?.ok_or_else(|| invalid("the organization is gone"))?;
+        if !access.can_see(&org) {
+            return Err(invalid("no longer a member of its organization"));
+        }
+        Ok(Principal {
+            user_id: claims.sub,
+            org_id: org.id,
+            permissions: access.permissions_on(&org),
+            instance_admin: state.instance_admin,
+            credential: Credential::Session { session_id: claims.sid },
+            impersonator: None,
+        })
+    }
+}
+
+/// Lower-cases and checks an email address.
+pub fn normalize_email(email: &str) -> Result<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(email)
+    } else {
+        Err(IdentityError::Invalid("invalid_email", "This is not a valid email address.".into()))
+    }
+}
+
+/// Trims and checks a display name.
+pub fn normalize_name(name: &str, what: &'static str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(IdentityError::Invalid(
+            "invalid_name",
+            format!("The {what} must have 1 to 200 printable characters."),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_normalizes_emails() {
+        assert_eq!(normalize_email(" Alice@Example.ORG ").expect("valid"), "alice@example.org");
+        for bad in ["", "alice", "@example.org", "alice@", "alice@example", "a b@example.org", "alice@.org"] {
+            assert!(normalize_email(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn identity_access_follows_the_tree() {
+        let org = |path: &str| Org {
+            id: Uuid::now_v7(),
+            parent_id: None,
+            path: path.into(),
+            name: "x".into(),
+            kind: "x".into(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let access = Access {
+            instance_admin: false,
+            grants: vec![Grant {
+                path: "/r/reseller/".into(),
+                permissions: permissions::builtin("admin").unwrap_or_default(),
+            }],
+        };
+        assert!(access.can_see(&org("/r/reseller/")));
+        assert!(access.can_see(&org("/r/reseller/customer/")));
+        assert!(!access.can_see(&org("/r/")));
+        assert!(!access.can_see(&org("/r/sibling/")));
+        assert!(access.permissions_on(&org("/r/reseller/customer/")).contains(permissions::USERS_MANAGE));
+        assert!(access.permissions_on(&org("/r/sibling/")).is_empty());
+        assert_eq!(access.subtrees_with(Some(permissions::USERS_MANAGE)), vec!["/r/reseller/".to_owned()]);
+    }
+}

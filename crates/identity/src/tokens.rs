@@ -1,0 +1,89 @@
+//! Access tokens: JWTs signed with Ed25519 (RFC 7519, RFC 8037) carrying `iss`, `aud`, `sub`,
+//! `sid`, `org`, `ver`, `iat`, `exp`, `jti` and a `kid` header; and opaque refresh tokens, stored
+//! only as SHA-256 hashes.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::{IdentityError, Result};
+use crate::keys::Keys;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// The user.
+    pub sub: Uuid,
+    /// The session.
+    pub sid: Uuid,
+    /// The current organization.
+    pub org: Uuid,
+    /// The user's token version when issued; bumped on password change.
+    pub ver: i64,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+}
+
+/// Signs `claims` with the active key.
+pub fn sign(keys: &Keys, claims: &Claims) -> Result<String> {
+    let (kid, key) = keys.signing()?;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid);
+    jsonwebtoken::encode(&header, claims, &key).map_err(|e| IdentityError::Internal(e.to_string()))
+}
+
+/// Verifies signature, algorithm, issuer, audience and expiry. Every failure is `invalid_token`.
+pub async fn verify(keys: &Keys, token: &str, issuer: &str, audience: &str, now: DateTime<Utc>) -> Result<Claims> {
+    let invalid = |why: &str| IdentityError::InvalidToken(format!("The access token is not valid: {why}."));
+    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
+    // Only EdDSA: `none`, HMAC with the public key as secret and friends are refused here.
+    if header.alg != Algorithm::EdDSA {
+        return Err(invalid("unexpected algorithm"));
+    }
+    let kid = header.kid.ok_or_else(|| invalid("no key id"))?;
+    let key = keys.verifying(&kid).await?.ok_or_else(|| invalid("unknown key"))?;
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    // Expiry is checked below against our clock, so it is testable.
+    validation.validate_exp = false;
+    let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::InvalidAudience => invalid("wrong audience"),
+            K::InvalidIssuer => invalid("wrong issuer"),
+            K::InvalidSignature => invalid("bad signature"),
+            _ => invalid("malformed"),
+        }
+    })?;
+    if data.claims.exp <= now.timestamp() {
+        return Err(invalid("expired"));
+    }
+    Ok(data.claims)
+}
+
+/// A new opaque refresh token (`ort_` + 32 random bytes) and its stored hash.
+pub fn new_refresh_token() -> (String, String) {
+    let token = format!("ort_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+/// SHA-256 of a token, hex: what is stored. Tokens carry 256 random bits, so a fast hash is right.
+pub fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new id for `jti`.
+pub fn new_jti() -> Uuid {
+    Uuid::now_v7()
+}
