@@ -35,6 +35,9 @@ pub struct Principal {
     pub credential: Credential,
     /// Set while an administrator impersonates this user.
     pub impersonator: Option<Uuid>,
+    /// Where the request came from, for audit.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 impl Principal {

@@ -2,6 +2,7 @@
 //! rotating refresh tokens, Ed25519-signed access tokens and their JWKS, and the authentication
 //! layer that turns a bearer token into a [`oppidum_core::Principal`] for every other domain.
 
+pub mod audit;
 pub mod error;
 pub mod http;
 pub mod keys;

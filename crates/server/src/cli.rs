@@ -83,6 +83,9 @@ pub enum JobsCommand {
 pub enum AdminCommand {
     /// Print a one-time token that creates the first instance administrator (valid 24 hours).
     Bootstrap,
+    /// Check the audit log's hash chain; exits 1 when an entry was altered or removed.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Create a user directly (the first administrator, or in scripts).
     CreateUser {
         #[arg(long)]
@@ -102,4 +105,10 @@ pub enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain from the first entry.
+    Verify,
 }

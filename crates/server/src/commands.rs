@@ -7,7 +7,7 @@ use anyhow::Context;
 use oppidum_core::config::Config;
 use oppidum_store::jobs::{JobQueue, NewJob};
 
-use crate::cli::{AdminCommand, Cli, Command, ConfigCommand, JobsCommand};
+use crate::cli::{AdminCommand, AuditCommand, Cli, Command, ConfigCommand, JobsCommand};
 use crate::settings;
 
 /// Runs the parsed command line.
@@ -184,6 +184,14 @@ async fn admin_command(config: Config, command: AdminCommand) -> anyhow::Result<
     let identity = crate::app::identity_service(&config, &db, clock)?;
     let root = identity.ensure_ready().await?;
     match command {
+        AdminCommand::Audit(AuditCommand::Verify) => match identity.verify_audit().await? {
+            oppidum_identity::audit::Verification::Intact { entries } => {
+                println!("audit log intact: {entries} entries verified");
+            }
+            oppidum_identity::audit::Verification::Broken { seq, reason } => {
+                anyhow::bail!("audit log tampered at entry {seq}: {reason}");
+            }
+        },
         AdminCommand::Bootstrap => match identity.bootstrap_token().await? {
             Some(token) => println!("{token}"),
             None => anyhow::bail!("an administrator already exists; sign in instead"),

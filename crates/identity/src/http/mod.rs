@@ -2,6 +2,7 @@
 //! routes (`/api/auth/*`, `/api/orgs/*`, `/api/users/*`, `/.well-known/jwks.json`). Handlers parse,
 //! call the service and map; rules live in the service.
 
+mod audit;
 mod auth;
 mod orgs;
 mod users;
@@ -42,6 +43,8 @@ pub fn routes() -> OpenApiRouter<Identity> {
         .routes(routes!(orgs::update_role, orgs::delete_role))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::get_user, users::update_user, users::delete_user))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(audit::export_audit))
 }
 
 /// Authenticates `Authorization: Bearer …` when present: a valid token puts a
@@ -49,7 +52,11 @@ pub fn routes() -> OpenApiRouter<Identity> {
 /// principal extractor turns into 401 `invalid_token`. Requests without a token pass untouched.
 pub async fn authenticate(State(identity): State<Identity>, mut req: Request, next: Next) -> Response {
     if let Some(token) = bearer(req.headers()) {
-        match identity.authenticate(&token).await {
+        let client = ClientInfo {
+            ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()),
+            user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        };
+        match identity.authenticate(&token, &client).await {
             Ok(principal) => {
                 req.extensions_mut().insert(principal);
             }

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Identity, normalize_email, normalize_name};
+use crate::audit::Outcome;
 use crate::error::{IdentityError, Result};
 use crate::model::{
     ChangePasswordRequest, ClientInfo, LoginRequest, Me, RefreshRequest, RegisterRequest, Session, TokenResponse, User,
@@ -67,6 +68,9 @@ impl Identity {
             });
         }
         let response = self.open_session(tx, user, root.id, client).await?;
+        let mut event = Self::event_from(client, "auth.register", Outcome::Success);
+        event.actor_id = Some(response.user.id);
+        self.record(self.about_user(event, response.user.id).await).await;
         Ok(response)
     }
 
@@ -78,10 +82,21 @@ impl Identity {
         let user = repo::get_user_by_email(&self.db, &email).await?;
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let verified = password::verify(request.password.clone(), stored).await?;
+        let mut event = Self::event_from(client, "auth.login", Outcome::Failure);
+        event.details = serde_json::json!({ "email": email });
+        let known = user.as_ref().map(|u| u.id);
         let Some(user) = user.filter(|_| verified != Verified::No) else {
+            let event = match known {
+                Some(id) => self.about_user(event, id).await,
+                None => event,
+            };
+            self.record(event).await;
             return Err(IdentityError::InvalidCredentials);
         };
+        event.actor_id = Some(user.id);
         if user.disabled {
+            event.outcome = Outcome::Denied;
+            self.record(self.about_user(event, user.id).await).await;
             return Err(IdentityError::Forbidden("account_disabled", "This account is disabled.".into()));
         }
         let now = self.now();
@@ -98,7 +113,10 @@ impl Identity {
         };
         repo::touch_login(&self.db, user.id, now).await?;
         let tx = self.db.begin().await?;
-        self.open_session(tx, user, org, client).await
+        let response = self.open_session(tx, user, org, client).await?;
+        event.outcome = Outcome::Success;
+        self.record(self.about_user(event, response.user.id).await).await;
+        Ok(response)
     }
 
     async fn open_session(
@@ -141,7 +159,7 @@ impl Identity {
         let (session_id, used_at) =
             repo::find_refresh(&self.db, &old).await?.ok_or(IdentityError::InvalidRefreshToken)?;
         if used_at.is_some() {
-            self.revoke_for_reuse(session_id).await?;
+            self.revoke_for_reuse(session_id, client).await?;
             return Err(IdentityError::RefreshTokenReused);
         }
         let session = repo::get_session(&self.db, session_id).await?.ok_or(IdentityError::InvalidRefreshToken)?;
@@ -155,7 +173,7 @@ impl Identity {
         let (refresh_token, new) = tokens::new_refresh_token();
         if !repo::rotate_refresh(&self.db, session.id, &old, &new, now, self.refresh_expiry()).await? {
             // Lost a race with another use of the same token: that is reuse too.
-            self.revoke_for_reuse(session_id).await?;
+            self.revoke_for_reuse(session_id, client).await?;
             return Err(IdentityError::RefreshTokenReused);
         }
         let access_token = self.access_token(&user, session.id, session.org_id)?;
@@ -168,10 +186,16 @@ impl Identity {
         })
     }
 
-    async fn revoke_for_reuse(&self, session: Uuid) -> Result<()> {
+    async fn revoke_for_reuse(&self, session: Uuid, client: &ClientInfo) -> Result<()> {
         let revoked = repo::revoke_session(&self.db, session, "refresh_token_reused", self.now()).await?;
         if revoked > 0 {
             tracing::warn!(%session, "refresh token reused; session revoked");
+        }
+        if let Some(found) = repo::get_session(&self.db, session).await? {
+            let mut event = Self::event_from(client, "auth.refresh_reuse", Outcome::Failure);
+            event.actor_id = Some(found.user_id);
+            event.details = serde_json::json!({ "session_id": session });
+            self.record(self.about_user(event, found.user_id).await).await;
         }
         Ok(())
     }
@@ -180,6 +204,8 @@ impl Identity {
     pub async fn logout(&self, principal: &Principal) -> Result<()> {
         if let Some(session) = principal.session_id() {
             repo::revoke_session(&self.db, session, "logout", self.now()).await?;
+            let event = Self::event_by(principal, "auth.logout", Outcome::Success);
+            self.record(self.about_user(event, principal.user_id).await).await;
         }
         Ok(())
     }
@@ -205,6 +231,8 @@ impl Identity {
         self.limits.login_account.check(&principal.user_id.to_string())?;
         let user = repo::get_user(&self.db, principal.user_id).await?.ok_or(IdentityError::NotFound("user"))?;
         if password::verify(request.current_password, user.password_hash.clone()).await? == Verified::No {
+            let event = Self::event_by(principal, "auth.password_change", Outcome::Failure);
+            self.record(self.about_user(event, user.id).await).await;
             return Err(IdentityError::Forbidden("wrong_password", "The current password is wrong.".into()));
         }
         password::validate(&request.new_password)?;
@@ -215,6 +243,8 @@ impl Identity {
         let (refresh_token, new) = tokens::new_refresh_token();
         repo::replace_refresh(&self.db, session, &new, now).await?;
         let user = repo::get_user(&self.db, user.id).await?.ok_or(IdentityError::NotFound("user"))?;
+        let event = Self::event_by(principal, "auth.password_change", Outcome::Success);
+        self.record(self.about_user(event, user.id).await).await;
         let access_token = self.access_token(&user, session, principal.org_id)?;
         Ok(TokenResponse {
             access_token,
@@ -235,6 +265,9 @@ impl Identity {
         match repo::get_session(&self.db, id).await? {
             Some(session) if session.user_id == principal.user_id && session.revoked_at.is_none() => {
                 repo::revoke_session(&self.db, id, "revoked_by_user", self.now()).await?;
+                let mut event = Self::event_by(principal, "auth.session_revoke", Outcome::Success);
+                event.details = serde_json::json!({ "session_id": id });
+                self.record(self.about_user(event, principal.user_id).await).await;
                 Ok(())
             }
             _ => Err(IdentityError::NotFound("session")),

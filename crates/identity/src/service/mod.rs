@@ -1,10 +1,12 @@
 //! The identity service: every rule about who may do what lives here, taking a
 //! [`Principal`] and returning [`Result`]. HTTP handlers only parse and map.
 
+mod audit_log;
 mod auth;
 mod orgs;
 mod users;
 
+pub use audit_log::{AuditPages, in_org};
 pub use auth::AccessTokenResponse;
 
 use std::collections::BTreeSet;
@@ -246,7 +248,7 @@ impl Identity {
 
     /// Turns a bearer access token into a principal, checking on every request that its session
     /// is live, its user enabled and its token version current (so revocation works on every node).
-    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+    pub async fn authenticate(&self, token: &str, client: &crate::model::ClientInfo) -> Result<Principal> {
         let now = self.now();
         let claims = tokens::verify(&self.keys, token, &self.issuer, &self.config.audience, now).await?;
         let invalid = |why: &str| IdentityError::InvalidToken(format!("The access token is not valid: {why}."));
@@ -273,6 +275,8 @@ impl Identity {
             instance_admin: state.instance_admin,
             credential: Credential::Session { session_id: claims.sid },
             impersonator: None,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
         })
     }
 }

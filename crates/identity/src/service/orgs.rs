@@ -8,6 +8,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Access, Identity, normalize_email, normalize_name, path_ids};
+use crate::audit::Outcome;
 use crate::error::{IdentityError, Result};
 use crate::model::{
     AddMemberRequest, CreateOrgRequest, Member, Org, Role, RoleRequest, RoleRow, UpdateMemberRequest, UpdateOrgRequest,
@@ -15,6 +16,7 @@ use crate::model::{
 };
 use crate::permissions::{self, MEMBERS_MANAGE, ORGS_MANAGE, ORGS_READ, ROLES_MANAGE};
 use crate::repo;
+use crate::service::in_org;
 
 fn normalize_kind(kind: &str) -> Result<String> {
     let kind = kind.trim().to_lowercase();
@@ -61,6 +63,7 @@ impl Identity {
             updated_at: now,
         };
         repo::insert_org(&self.db, &org).await?;
+        self.org_event(principal, "org.create", &org, serde_json::json!({ "name": org.name, "kind": org.kind })).await;
         Ok(org)
     }
 
@@ -69,7 +72,9 @@ impl Identity {
         let kind = request.kind.as_deref().map(normalize_kind).transpose()?;
         self.authorize(principal, id, ORGS_MANAGE).await?;
         repo::update_org(&self.db, id, name.as_deref(), kind.as_deref(), self.now()).await?;
-        repo::get_org(&self.db, id).await?.ok_or(IdentityError::NotFound("organization"))
+        let org = repo::get_org(&self.db, id).await?.ok_or(IdentityError::NotFound("organization"))?;
+        self.org_event(principal, "org.update", &org, serde_json::json!({ "name": name, "kind": kind })).await;
+        Ok(org)
     }
 
     /// Deletes an empty organization; needs `orgs.manage` on its parent.
@@ -87,7 +92,36 @@ impl Identity {
             ));
         }
         repo::delete_org(&self.db, id).await?;
+        self.org_event(principal, "org.delete", &org, serde_json::json!({ "name": org.name })).await;
         Ok(())
+    }
+
+    async fn org_event(&self, principal: &Principal, action: &'static str, org: &Org, details: serde_json::Value) {
+        let mut event = Self::event_by(principal, action, Outcome::Success);
+        event.target = Some(("org", org.id.to_string()));
+        event.details = details;
+        self.record(in_org(event, org)).await;
+    }
+
+    async fn member_event(
+        &self,
+        principal: &Principal,
+        action: &'static str,
+        org: &Org,
+        user: Uuid,
+        role: Option<&str>,
+    ) {
+        let mut event = Self::event_by(principal, action, Outcome::Success);
+        event.target = Some(("user", user.to_string()));
+        event.details = serde_json::json!({ "org_id": org.id, "role": role });
+        self.record(in_org(event, org)).await;
+    }
+
+    async fn role_event(&self, principal: &Principal, action: &'static str, org: &Org, role: &Role) {
+        let mut event = Self::event_by(principal, action, Outcome::Success);
+        event.target = Some(("role", role.name.clone()));
+        event.details = serde_json::json!({ "org_id": org.id, "permissions": role.permissions });
+        self.record(in_org(event, org)).await;
     }
 
     pub async fn list_members(&self, principal: &Principal, org: Uuid) -> Result<Vec<Member>> {
@@ -108,6 +142,7 @@ impl Identity {
         .ok_or(IdentityError::NotFound("user"))?;
         self.check_grantable(&access, &org, &request.role).await?;
         repo::upsert_member(&self.db, org.id, user.id, &request.role, self.now()).await?;
+        self.member_event(principal, "member.add", &org, user.id, Some(&request.role)).await;
         repo::get_member(&self.db, org.id, user.id).await?.ok_or(IdentityError::NotFound("member"))
     }
 
@@ -122,6 +157,7 @@ impl Identity {
         repo::get_member(&self.db, org.id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;
         self.check_grantable(&access, &org, &request.role).await?;
         repo::upsert_member(&self.db, org.id, user_id, &request.role, self.now()).await?;
+        self.member_event(principal, "member.update", &org, user_id, Some(&request.role)).await;
         repo::get_member(&self.db, org.id, user_id).await?.ok_or(IdentityError::NotFound("member"))
     }
 
@@ -137,6 +173,7 @@ impl Identity {
         if repo::delete_member(&self.db, org.id, user_id).await? == 0 {
             return Err(IdentityError::NotFound("member"));
         }
+        self.member_event(principal, "member.remove", &org, user_id, None).await;
         Ok(())
     }
 
@@ -234,7 +271,10 @@ impl Identity {
                 err.into()
             }
         })?;
-        Ok(Role { name: row.name, org_id: row.org_id, builtin: false, description, permissions: request.permissions })
+        let role =
+            Role { name: row.name, org_id: row.org_id, builtin: false, description, permissions: request.permissions };
+        self.role_event(principal, "role.create", &org, &role).await;
+        Ok(role)
     }
 
     /// The custom role `name` defined on exactly this organization.
@@ -264,7 +304,9 @@ impl Identity {
         let description: String = request.description.unwrap_or(row.description).chars().take(500).collect();
         let list: Vec<String> = permissions.iter().cloned().collect();
         repo::update_role(&self.db, row.id, &description, &list, self.now()).await?;
-        Ok(Role { name: row.name, org_id: row.org_id, builtin: false, description, permissions })
+        let role = Role { name: row.name, org_id: row.org_id, builtin: false, description, permissions };
+        self.role_event(principal, "role.update", &org, &role).await;
+        Ok(role)
     }
 
     pub async fn delete_role(&self, principal: &Principal, org_id: Uuid, name: &str) -> Result<()> {
@@ -274,6 +316,14 @@ impl Identity {
             return Err(IdentityError::Conflict("role_in_use", "Members still hold this role.".into()));
         }
         repo::delete_role(&self.db, row.id).await?;
+        let role = Role {
+            name: row.name,
+            org_id: row.org_id,
+            builtin: false,
+            description: row.description,
+            permissions: row.permissions.0.into_iter().collect(),
+        };
+        self.role_event(principal, "role.delete", &org, &role).await;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use oppidum_core::Principal;
 use uuid::Uuid;
 
 use super::{Identity, normalize_email, normalize_name};
+use crate::audit::Outcome;
 use crate::error::{IdentityError, Result};
 use crate::model::{CreateUserRequest, Page, UpdateUserRequest, User};
 use crate::permissions::{USERS_MANAGE, USERS_READ};
@@ -86,7 +87,11 @@ impl Identity {
             Some(p) => Some(password::hash(p).await?),
             None => None,
         };
-        self.insert_user(email, name, password_hash, org.id, &request.role, false).await
+        let user = self.insert_user(email, name, password_hash, org.id, &request.role, false).await?;
+        let mut event = Self::event_by(principal, "user.create", Outcome::Success);
+        event.details = serde_json::json!({ "email": user.email, "role": request.role });
+        self.record(self.about_user(event, user.id).await).await;
+        Ok(user)
     }
 
     /// Inserts a user without permission checks (CLI and bootstrap).
@@ -146,6 +151,9 @@ impl Identity {
         if request.disabled == Some(true) {
             repo::revoke_sessions_of(&self.db, user.id, None, "account_disabled", now).await?;
         }
+        let mut event = Self::event_by(principal, "user.update", Outcome::Success);
+        event.details = serde_json::json!({ "name": name, "disabled": request.disabled, "locale": locale });
+        self.record(self.about_user(event, user.id).await).await;
         repo::get_user(&self.db, user.id).await?.ok_or(IdentityError::NotFound("user"))
     }
 
@@ -157,7 +165,11 @@ impl Identity {
         if user.instance_admin && !principal.instance_admin {
             return Err(IdentityError::Forbidden("forbidden", "Only instance administrators delete them.".into()));
         }
+        let mut event = Self::event_by(principal, "user.delete", Outcome::Success);
+        event.details = serde_json::json!({ "email": user.email });
+        let event = self.about_user(event, user.id).await;
         repo::delete_user(&self.db, user.id).await?;
+        self.record(event).await;
         Ok(())
     }
 
@@ -203,6 +215,10 @@ impl Identity {
         }
         let root = self.ensure_ready().await?;
         let hash = password::hash(password).await?;
-        self.insert_user(email, name, Some(hash), root.id, "owner", true).await
+        let user = self.insert_user(email, name, Some(hash), root.id, "owner", true).await?;
+        let mut event = crate::audit::Event::new("auth.bootstrap", Outcome::Success);
+        event.actor_id = Some(user.id);
+        self.record(self.about_user(event, user.id).await).await;
+        Ok(user)
     }
 }

@@ -35,6 +35,7 @@ use crate::app::AppState;
         (name = "auth", description = "Sign-up, sign-in, tokens, sessions"),
         (name = "orgs", description = "Organization tree, members and roles"),
         (name = "users", description = "User administration"),
+        (name = "audit", description = "Append-only, hash-chained audit log"),
     )
 )]
 struct ApiDoc;

@@ -7,6 +7,7 @@ mod harness;
 
 mod cli;
 mod http_basics;
+mod identity_audit;
 mod identity_auth;
 mod identity_tenancy;
 mod jobs;
