@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod credentials;
 mod orgs;
 mod users;
 
@@ -43,6 +44,10 @@ pub fn routes() -> OpenApiRouter<Identity> {
         .routes(routes!(orgs::update_role, orgs::delete_role))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::get_user, users::update_user, users::delete_user))
+        .routes(routes!(credentials::list_api_keys, credentials::create_api_key))
+        .routes(routes!(credentials::delete_api_key))
+        .routes(routes!(credentials::list_app_passwords, credentials::create_app_password))
+        .routes(routes!(credentials::delete_app_password))
         .routes(routes!(audit::list_audit))
         .routes(routes!(audit::export_audit))
 }
@@ -56,7 +61,12 @@ pub async fn authenticate(State(identity): State<Identity>, mut req: Request, ne
             ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()),
             user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
         };
-        match identity.authenticate(&token, &client).await {
+        let outcome = if token.starts_with("oak_") {
+            identity.authenticate_api_key(&token, &client).await
+        } else {
+            identity.authenticate(&token, &client).await
+        };
+        match outcome {
             Ok(principal) => {
                 req.extensions_mut().insert(principal);
             }

@@ -3,11 +3,15 @@
 
 mod audit_log;
 mod auth;
+mod credentials;
 mod orgs;
 mod users;
 
 pub use audit_log::{AuditPages, in_org};
 pub use auth::AccessTokenResponse;
+pub use credentials::{
+    APP_PASSWORD_SCOPES, ApiKey, AppPassword, CreateApiKeyRequest, CreateAppPasswordRequest, NewApiKey, NewAppPassword,
+};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -41,6 +45,7 @@ pub struct Inner {
 }
 
 struct Limits {
+    basic_ip: Limiter,
     login_account: Limiter,
     login_ip: Limiter,
     register_ip: Limiter,
@@ -123,6 +128,7 @@ impl Identity {
     pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>, config: IdentityConfig, issuer: String) -> Self {
         let keys = Keys::new(db.clone(), vault);
         let limits = Limits {
+            basic_ip: Limiter::per_minute(config.rate_limits.basic_auth_per_ip),
             login_account: Limiter::per_minute(config.rate_limits.login_per_account),
             login_ip: Limiter::per_minute(config.rate_limits.login_per_ip),
             register_ip: Limiter::per_minute(config.rate_limits.register_per_ip),
@@ -201,7 +207,10 @@ impl Identity {
     }
 
     async fn access_of(&self, principal: &Principal) -> Result<Access> {
-        self.access(principal.user_id, principal.instance_admin).await
+        match principal.credential {
+            Credential::ApiKey { key_id } => self.api_key_access(key_id).await,
+            _ => self.access(principal.user_id, principal.instance_admin).await,
+        }
     }
 
     /// Loads `org` and checks `principal` holds `permission` there: 404 when the organization is

@@ -9,6 +9,7 @@ mod cli;
 mod http_basics;
 mod identity_audit;
 mod identity_auth;
+mod identity_credentials;
 mod identity_tenancy;
 mod jobs;
 mod lifecycle;
