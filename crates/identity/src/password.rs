@@ -1,9 +1,13 @@
 //! Password hashing: Argon2id with OWASP parameters (19 MiB, 2 iterations, 1 lane), run on the
-//! blocking pool so a login storm cannot stall the async workers. bcrypt hashes imported from
-//! other systems verify, and the caller re-hashes them with Argon2id at the next login.
+//! blocking pool with at most (cores - 1) hashes at once, so a login storm cannot starve other
+//! requests. bcrypt hashes imported from other systems verify, and the caller re-hashes them with
+//! Argon2id at the next login.
+
+use std::sync::LazyLock;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
 
 use crate::error::{IdentityError, Result};
 
@@ -11,6 +15,18 @@ use crate::error::{IdentityError, Result};
 pub const MIN_LEN: usize = 10;
 /// Longest password accepted (hashing cost is bounded).
 pub const MAX_LEN: usize = 1_024;
+
+/// Hashes running at once: every core but one, so a login storm leaves a core to everything else.
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+    Semaphore::new(cores.saturating_sub(1).max(1))
+});
+
+/// Runs a hashing job on the blocking pool, within the concurrency budget.
+async fn run_hashing<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _permit = HASHING.acquire().await.map_err(|e| IdentityError::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(job).await.map_err(|e| IdentityError::Internal(e.to_string()))
+}
 
 fn argon2() -> Argon2<'static> {
     // OWASP: m = 19456 KiB, t = 2, p = 1. The constants are valid, so `new` cannot fail.
@@ -38,7 +54,7 @@ pub fn validate(password: &str) -> Result<()> {
 
 /// Hashes with Argon2id, off the async threads.
 pub async fn hash(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
+    run_hashing(move || {
         let salt_bytes: [u8; 16] = rand::random();
         let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| IdentityError::Internal(e.to_string()))?;
         argon2()
@@ -46,8 +62,7 @@ pub async fn hash(password: String) -> Result<String> {
             .map(|h| h.to_string())
             .map_err(|e| IdentityError::Internal(e.to_string()))
     })
-    .await
-    .map_err(|e| IdentityError::Internal(e.to_string()))?
+    .await?
 }
 
 /// Outcome of a verification.
@@ -67,7 +82,7 @@ const DUMMY_HASH: &str =
 /// Verifies `password` against `stored` (Argon2id or bcrypt); with `None`, burns the same time and
 /// answers no.
 pub async fn verify(password: String, stored: Option<String>) -> Result<Verified> {
-    tokio::task::spawn_blocking(move || {
+    run_hashing(move || {
         let Some(stored) = stored else {
             if let Ok(parsed) = PasswordHash::new(DUMMY_HASH) {
                 let _ = argon2().verify_password(password.as_bytes(), &parsed);
@@ -87,7 +102,6 @@ pub async fn verify(password: String, stored: Option<String>) -> Result<Verified
         }
     })
     .await
-    .map_err(|e| IdentityError::Internal(e.to_string()))
 }
 
 #[cfg(test)]

@@ -106,18 +106,18 @@ pub async fn delete_user(db: &Db, id: Uuid) -> Result<u64, StoreError> {
 /// Users whose home organization is in one of the subtrees `paths`, matching `search`, after
 /// `after` (id order), at most `limit`.
 pub async fn list_users_in(
-    db: &Db,
+    tx: &mut Tx,
     paths: &[String],
     search: Option<&str>,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<User>, StoreError> {
     let pattern = search.map(|s| format!("%{}%", s.to_lowercase().replace(['%', '_', '\\'], "")));
-    let sql = match db.backend() {
+    let sql = match tx.backend() {
         oppidum_store::Backend::Postgres => LIST_USERS_POSTGRES,
         oppidum_store::Backend::Sqlite => LIST_USERS_SQLITE,
     };
-    db.query(sql).bind(serde_json::Value::from(paths.to_vec())).bind(pattern).bind(after).bind(limit).fetch_all().await
+    tx.query(sql).bind(serde_json::Value::from(paths.to_vec())).bind(pattern).bind(after).bind(limit).fetch_all().await
 }
 
 const LIST_USERS_POSTGRES: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.home_org_id, u.instance_admin, \
@@ -197,8 +197,8 @@ pub async fn org_in_use(db: &Db, id: Uuid) -> Result<bool, StoreError> {
 }
 
 /// Organizations inside the subtree rooted at `path`.
-pub async fn orgs_under(db: &Db, path: &str) -> Result<Vec<Org>, StoreError> {
-    db.query(
+pub async fn orgs_under(tx: &mut Tx, path: &str) -> Result<Vec<Org>, StoreError> {
+    tx.query(
         "SELECT id, parent_id, path, name, kind, created_at, updated_at FROM orgs \
          WHERE substr(path, 1, length($1)) = $1 ORDER BY path",
     )
@@ -215,8 +215,8 @@ pub async fn memberships_of(db: &Db, user: Uuid) -> Result<Vec<(Uuid, String, St
         .await
 }
 
-pub async fn members_of(db: &Db, org: Uuid) -> Result<Vec<Member>, StoreError> {
-    db.query(
+pub async fn members_of(tx: &mut Tx, org: Uuid) -> Result<Vec<Member>, StoreError> {
+    tx.query(
         "SELECT m.user_id, m.org_id, u.email, u.name, m.role, m.created_at FROM memberships m \
          JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.email",
     )

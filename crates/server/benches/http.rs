@@ -35,6 +35,10 @@ impl Drop for Server {
 
 /// Starts a server in a fresh directory; returns it and the time until `/healthz` answered.
 async fn start() -> (Server, Duration) {
+    start_with(&[]).await
+}
+
+async fn start_with(env: &[(&str, &str)]) -> (Server, Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let started = Instant::now();
@@ -43,6 +47,7 @@ async fn start() -> (Server, Duration) {
         .current_dir(dir.path())
         .env("OPPIDUM_HTTP__LISTEN", format!("127.0.0.1:{port}"))
         .env("OPPIDUM_LOG__LEVEL", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -61,7 +66,19 @@ async fn start() -> (Server, Duration) {
 
 /// One keep-alive GET; returns the status code.
 async fn get(conn: &mut TcpStream, path: &str) -> Option<u16> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    request(conn, "GET", path, "", "").await.map(|(status, _)| status)
+}
+
+/// One keep-alive request with extra header lines and a JSON body; returns status and body.
+async fn request(conn: &mut TcpStream, method: &str, path: &str, headers: &str, body: &str) -> Option<(u16, Vec<u8>)> {
+    let request = if body.is_empty() {
+        format!("{method} {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n")
+    } else {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
     conn.write_all(request.as_bytes()).await.ok()?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0_u8; 4096];
@@ -86,7 +103,7 @@ async fn get(conn: &mut TcpStream, path: &str) -> Option<u16> {
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
-            return Some(status);
+            return Some((status, buf[end + 4..end + 4 + length].to_vec()));
         }
     }
 }
@@ -107,12 +124,13 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[index]) / 1_000.0
 }
 
-async fn load(port: u16, path: &'static str, connections: u64, requests: u64, seconds: u64) {
+async fn load(port: u16, path: &'static str, headers: &str, connections: u64, requests: u64, seconds: u64) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let per_connection = requests / connections;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
+        let headers = headers.to_owned();
         tasks.spawn(async move {
             let mut latencies = Vec::with_capacity(per_connection as usize);
             let mut errors = 0_u64;
@@ -123,7 +141,7 @@ async fn load(port: u16, path: &'static str, connections: u64, requests: u64, se
                     break;
                 }
                 let sent = Instant::now();
-                match get(&mut conn, path).await {
+                match request(&mut conn, "GET", path, &headers, "").await.map(|(s, _)| s) {
                     Some(200) => latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX)),
                     _ => errors += 1,
                 }
@@ -175,7 +193,109 @@ async fn main() {
     let pid = server.child.id();
     println!("idle RSS: {:.1} MiB", rss_kib(pid, "VmRSS:") as f64 / 1024.0);
     for path in ["/healthz", "/api/version"] {
-        load(server.port, path, connections, requests, seconds).await;
+        load(server.port, path, "", connections, requests, seconds).await;
     }
     println!("peak RSS under load: {:.1} MiB", rss_kib(pid, "VmHWM:") as f64 / 1024.0);
+    drop(server);
+    identity(connections, requests, seconds).await;
+}
+
+const PASSWORD: &str = "bench password 123";
+
+/// Authenticated requests and logins (Argon2id), rate limits off.
+async fn identity(connections: u64, requests: u64, seconds: u64) {
+    let (server, _) = start_with(&[
+        ("OPPIDUM_IDENTITY__RATE_LIMITS__LOGIN_PER_ACCOUNT", "0"),
+        ("OPPIDUM_IDENTITY__RATE_LIMITS__LOGIN_PER_IP", "0"),
+    ])
+    .await;
+    let dir = server._dir.path().to_owned();
+    let mut create = Command::new(env!("CARGO_BIN_EXE_oppidum"))
+        .args(["admin", "create-user", "--email", "bench@example.org", "--instance-admin", "--password-stdin"])
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("create user");
+    {
+        use std::io::Write;
+        let mut stdin = create.stdin.take().expect("stdin");
+        let _ = writeln!(stdin, "{PASSWORD}");
+    }
+    let _ = create.wait();
+    let login_body = format!(r#"{{"email":"bench@example.org","password":"{PASSWORD}"}}"#);
+    let mut conn = TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
+    let (_, body) = request(&mut conn, "POST", "/api/auth/login", "", &login_body).await.expect("login");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    load(server.port, "/api/auth/me", &auth, connections, requests, seconds).await;
+
+    // Logins per second: Argon2id (19 MiB, t=2) on the blocking pool, 8 concurrent clients.
+    let logins = 200_u64.min(requests);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let body = login_body.clone();
+        let port = server.port;
+        tasks.spawn(async move {
+            let mut ok = 0_u64;
+            let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)).await else { return 0 };
+            for _ in 0..logins / 8 {
+                if let Some((200, _)) = request(&mut conn, "POST", "/api/auth/login", "", &body).await {
+                    ok += 1;
+                }
+            }
+            ok
+        });
+    }
+    let mut ok = 0;
+    while let Some(Ok(n)) = tasks.join_next().await {
+        ok += n;
+    }
+    println!(
+        "POST /api/auth/login   {:>9.1} logins/s ({ok} logins, 8 clients)",
+        ok as f64 / started.elapsed().as_secs_f64()
+    );
+
+    // /api/auth/me latency on one connection, idle and during a login storm.
+    let idle = sample(server.port, &auth, 2_000).await;
+    let storm_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut storm = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let body = login_body.clone();
+        let port = server.port;
+        let stop = storm_stop.clone();
+        storm.spawn(async move {
+            let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)).await else { return };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let _ = request(&mut conn, "POST", "/api/auth/login", "", &body).await;
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = sample(server.port, &auth, 2_000).await;
+    storm_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    while storm.join_next().await.is_some() {}
+    println!(
+        "GET /api/auth/me p99: idle {:.3} ms, during a login storm (8 clients) {:.3} ms ({:.2}x)",
+        idle,
+        busy,
+        busy / idle.max(0.001)
+    );
+}
+
+/// p99 latency in ms of `count` sequential authenticated requests on one connection.
+async fn sample(port: u16, auth: &str, count: usize) -> f64 {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut latencies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sent = Instant::now();
+        if let Some((200, _)) = request(&mut conn, "GET", "/api/auth/me", auth, "").await {
+            latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+    latencies.sort_unstable();
+    percentile(&latencies, 0.99)
 }

@@ -5,6 +5,8 @@ mod audit_log;
 mod auth;
 mod credentials;
 mod orgs;
+#[cfg(test)]
+mod rls_tests;
 mod users;
 
 pub use audit_log::{AuditPages, in_org};

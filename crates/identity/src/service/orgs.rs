@@ -33,10 +33,13 @@ impl Identity {
     /// Organizations the principal can see: the subtrees of their memberships.
     pub async fn list_orgs(&self, principal: &Principal) -> Result<Vec<Org>> {
         let access = self.access_of(principal).await?;
+        let roots = access.subtrees_with(None);
+        let mut tx = self.db.begin_scoped(&roots).await?;
         let mut orgs = Vec::new();
-        for root in access.subtrees_with(None) {
-            orgs.extend(repo::orgs_under(&self.db, &root).await?);
+        for root in &roots {
+            orgs.extend(repo::orgs_under(&mut tx, root).await?);
         }
+        tx.commit().await?;
         orgs.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(orgs)
     }
@@ -125,8 +128,11 @@ impl Identity {
     }
 
     pub async fn list_members(&self, principal: &Principal, org: Uuid) -> Result<Vec<Member>> {
-        self.authorize(principal, org, ORGS_READ).await?;
-        Ok(repo::members_of(&self.db, org).await?)
+        let (org, access) = self.authorize(principal, org, ORGS_READ).await?;
+        let mut tx = self.db.begin_scoped(&access.subtrees_with(None)).await?;
+        let members = repo::members_of(&mut tx, org.id).await?;
+        tx.commit().await?;
+        Ok(members)
     }
 
     /// Adds a user to an organization with a role, or changes their role there.

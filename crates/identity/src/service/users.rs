@@ -40,7 +40,9 @@ impl Identity {
         };
         let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
         let search = search.map(str::trim).filter(|s| !s.is_empty());
-        let mut items = repo::list_users_in(&self.db, &roots, search, after, limit + 1).await?;
+        let mut tx = self.db.begin_scoped(&roots).await?;
+        let mut items = repo::list_users_in(&mut tx, &roots, search, after, limit + 1).await?;
+        tx.commit().await?;
         let next_cursor = if items.len() as i64 > limit {
             items.truncate(usize::try_from(limit).unwrap_or(50));
             items.last().map(|u| u.id.to_string())

@@ -310,3 +310,36 @@ print(json.dumps(claims))
         assert!(claims.get(claim).is_some(), "missing {claim}");
     }
 }
+
+async fn imported_bcrypt_hash_is_upgraded_at_login(backend: Backend) {
+    let site = Site::new(backend).await;
+    site.create_admin(ADMIN, PASSWORD);
+    let server = site.start().await;
+    let admin = server.login(ADMIN, PASSWORD).await;
+    let root =
+        json(server.get_as("/api/auth/me", &admin.access).await).await["org"]["id"].as_str().expect("org").to_owned();
+    let created = server
+        .post_json(
+            "/api/users",
+            Some(&admin.access),
+            json!({"email": "legacy@example.org", "name": "Legacy", "org_id": root}),
+        )
+        .await;
+    let id: uuid::Uuid = json(created).await["id"].as_str().expect("id").parse().expect("uuid");
+    // As imported from another system.
+    let db = oppidum_store::Db::connect(&site.effective_database_url(), &Default::default()).await.expect("db");
+    let bcrypt_hash = bcrypt::hash("legacy password 1", 4).expect("bcrypt");
+    db.query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(id)
+        .bind(bcrypt_hash)
+        .execute()
+        .await
+        .expect("update");
+    server.login("legacy@example.org", "legacy password 1").await;
+    let (stored,): (Option<String>,) =
+        db.query("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_one().await.expect("select");
+    assert!(stored.expect("hash").starts_with("$argon2id$"), "bcrypt hash not upgraded");
+    server.login("legacy@example.org", "legacy password 1").await;
+    db.close().await;
+}
+both!(imported_bcrypt_hash_is_upgraded_at_login);

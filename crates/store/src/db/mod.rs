@@ -172,6 +172,19 @@ impl Db {
         Ok(tx)
     }
 
+    /// Starts a transaction that may only see rows inside the organization subtrees `paths`
+    /// (materialized paths like `/<root>/<org>/`). On PostgreSQL it sets `oppidum.scope`, which
+    /// the row-level-security policies of tenant tables enforce; SQLite relies on the
+    /// repositories' own scoping.
+    pub async fn begin_scoped(&self, paths: &[String]) -> Result<Tx, StoreError> {
+        let mut tx = self.begin().await?;
+        if let Tx::Postgres(_) = tx {
+            let scope = serde_json::to_string(paths).unwrap_or_else(|_| "[]".into());
+            tx.query("SELECT set_config('oppidum.scope', $1, true)").bind(scope).execute().await?;
+        }
+        Ok(tx)
+    }
+
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         // BIGINT so both engines decode it as i64 (a bare 1 is int4 on PostgreSQL).
