@@ -1,13 +1,13 @@
-//! Password hashing: Argon2id with OWASP parameters (19 MiB, 2 iterations, 1 lane), run on the
-//! blocking pool with at most (cores - 1) hashes at once, so a login storm cannot starve other
-//! requests. bcrypt hashes imported from other systems verify, and the caller re-hashes them with
-//! Argon2id at the next login.
+//! Password hashing: Argon2id with OWASP parameters (19 MiB, 2 iterations, 1 lane), run on
+//! (cores - 1) dedicated threads at the lowest scheduling priority, so a login storm cannot starve
+//! other requests. bcrypt hashes imported from other systems verify, and the caller re-hashes them
+//! with Argon2id at the next login.
 
-use std::sync::LazyLock;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
 
 use crate::error::{IdentityError, Result};
 
@@ -16,16 +16,49 @@ pub const MIN_LEN: usize = 10;
 /// Longest password accepted (hashing cost is bounded).
 pub const MAX_LEN: usize = 1_024;
 
-/// Hashes running at once: every core but one, so a login storm leaves a core to everything else.
-static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
-    Semaphore::new(cores.saturating_sub(1).max(1))
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The hashing threads: every core but one, at the lowest scheduling priority, so a login storm
+/// takes the idle CPU and never the time other requests need.
+static HASHERS: LazyLock<Sender<Job>> = LazyLock::new(|| {
+    let (sender, receiver) = channel::<Job>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    let threads = std::thread::available_parallelism().map(usize::from).unwrap_or(2).saturating_sub(1).max(1);
+    for n in 0..threads {
+        let receiver = receiver.clone();
+        let spawned = std::thread::Builder::new().name(format!("oppidum-hash-{n}")).spawn(move || hasher(&receiver));
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "cannot start a password hashing thread");
+        }
+    }
+    sender
 });
 
-/// Runs a hashing job on the blocking pool, within the concurrency budget.
+fn hasher(jobs: &Mutex<Receiver<Job>>) {
+    if let Err(err) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+        tracing::debug!(error = ?err, "cannot lower the priority of the hashing thread");
+    }
+    loop {
+        let job = match jobs.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(poisoned) => poisoned.into_inner().recv(),
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Runs a hashing job on the hashing threads.
 async fn run_hashing<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let _permit = HASHING.acquire().await.map_err(|e| IdentityError::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(job).await.map_err(|e| IdentityError::Internal(e.to_string()))
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    HASHERS
+        .send(Box::new(move || {
+            let _ = reply.send(job());
+        }))
+        .map_err(|_| IdentityError::Internal("the password hashing threads stopped".into()))?;
+    answer.await.map_err(|_| IdentityError::Internal("a password hashing job was lost".into()))
 }
 
 fn argon2() -> Argon2<'static> {
