@@ -38,6 +38,7 @@ pub struct Config {
     pub log: LogConfig,
     pub secrets: SecretsConfig,
     pub identity: IdentityConfig,
+    pub mail: MailConfig,
 }
 
 impl Default for Config {
@@ -54,6 +55,7 @@ impl Default for Config {
             log: LogConfig::default(),
             secrets: SecretsConfig::default(),
             identity: IdentityConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -225,6 +227,56 @@ pub struct SecretsConfig {
     /// Root key from which encryption keys are derived. Generated into
     /// `<data_dir>/secrets/master.key` (mode 0600) when not given.
     pub master_key: Option<Secret>,
+}
+
+/// How to reach the SMTP relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (loopback relays only in production).
+    None,
+    /// Plain connection upgraded with STARTTLS (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    pub host: String,
+    /// Default: 25 without TLS, 587 with STARTTLS, 465 with TLS.
+    pub port: Option<u16>,
+    pub tls: SmtpTls,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub timeout_secs: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self { host: String::new(), port: None, tls: SmtpTls::Starttls, user: None, password: None, timeout_secs: 30 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// Sender of transactional mail: `Name <address>`.
+    pub from: String,
+    /// Outgoing relay; without one, mail waits in the outbox (and is logged in development).
+    pub relay: Option<RelayConfig>,
+    /// Delivery attempts before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// Locale of templates when neither the user nor the organization has one.
+    pub default_locale: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self { from: "Oppidum <noreply@localhost>".into(), relay: None, max_attempts: 10, default_locale: "en".into() }
+    }
 }
 
 /// Who may create an account.
@@ -527,6 +579,28 @@ impl Config {
         }
         if self.identity.audience.trim().is_empty() {
             problems.push("identity.audience: must not be empty".into());
+        }
+
+        if !self.mail.from.contains('@') {
+            problems.push(format!(
+                "mail.from: `{}` is not an address like `Oppidum <noreply@example.org>`",
+                self.mail.from
+            ));
+        }
+        if !matches!(self.mail.default_locale.as_str(), "en" | "fr") {
+            problems.push("mail.default_locale: must be en or fr".into());
+        }
+        if let Some(relay) = &self.mail.relay {
+            if relay.host.trim().is_empty() {
+                problems.push("mail.relay.host: required when [mail.relay] is set".into());
+            }
+            if relay.user.is_some() != relay.password.is_some() {
+                problems.push("mail.relay: user and password must be given together".into());
+            }
+            let loopback = matches!(relay.host.as_str(), "localhost" | "127.0.0.1" | "::1");
+            if production && relay.tls == SmtpTls::None && !loopback {
+                problems.push("mail.relay.tls: \"none\" to a remote relay sends mail and credentials in clear".into());
+            }
         }
 
         if let Some(key) = &self.secrets.master_key

@@ -11,6 +11,7 @@ use oppidum_core::config::{BlobBackend, Config};
 use oppidum_core::time::{Clock, SystemClock};
 use oppidum_core::vault::Vault;
 use oppidum_identity::Identity;
+use oppidum_mail::Mailer;
 use oppidum_store::blob::ObjectBlobStore;
 use oppidum_store::db::DbOptions;
 use oppidum_store::jobs::JobQueue;
@@ -29,6 +30,7 @@ pub struct Inner {
     pub bus: EventBus,
     pub queue: JobQueue,
     pub identity: Identity,
+    pub mailer: Mailer,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
     pub started: Instant,
@@ -92,6 +94,7 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
     let queue = JobQueue::new(db.clone(), clock.clone(), bus.clone(), config.jobs.max_attempts);
     let identity = identity_service(&config, &db, clock.clone())?;
     identity.ensure_ready().await?;
+    let mailer = mailer(&config, &db, &queue, clock.clone());
     Ok(AppState(Arc::new(Inner {
         config,
         node,
@@ -100,6 +103,7 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
         bus,
         queue,
         identity,
+        mailer,
         clock,
         metrics,
         started: Instant::now(),
@@ -112,4 +116,10 @@ pub fn identity_service(config: &Config, db: &Db, clock: Arc<dyn Clock>) -> anyh
     let master = config.secrets.master_key.as_ref().context("secrets.master_key is not set")?;
     let vault = Vault::from_master_key(master.expose());
     Ok(Identity::new(db.clone(), vault, clock, config.identity.clone(), config.token_issuer()))
+}
+
+/// The outbox as configured; in development, mail that cannot be delivered is printed to the log.
+pub fn mailer(config: &Config, db: &Db, queue: &JobQueue, clock: Arc<dyn Clock>) -> Mailer {
+    let development = config.mode == oppidum_core::config::Mode::Development;
+    Mailer::new(db.clone(), queue.clone(), config.mail.clone(), clock, development)
 }

@@ -32,6 +32,9 @@ pub enum Command {
     /// Inspect and manage the durable job queue.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Inspect the outgoing mail queue.
+    #[command(subcommand)]
+    Mail(MailCommand),
     /// Administration: first administrator, users.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -111,4 +114,16 @@ pub enum AdminCommand {
 pub enum AuditCommand {
     /// Recompute the hash chain from the first entry.
     Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// List the newest messages of the outbox.
+    Outbox {
+        /// Only messages with this status: queued, sent or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }

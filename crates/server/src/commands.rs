@@ -7,7 +7,7 @@ use anyhow::Context;
 use oppidum_core::config::Config;
 use oppidum_store::jobs::{JobQueue, NewJob};
 
-use crate::cli::{AdminCommand, AuditCommand, Cli, Command, ConfigCommand, JobsCommand};
+use crate::cli::{AdminCommand, AuditCommand, Cli, Command, ConfigCommand, JobsCommand, MailCommand};
 use crate::settings;
 
 /// Runs the parsed command line.
@@ -86,6 +86,7 @@ async fn run_async(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Migrate { status } => migrate(config, status).await,
         Command::Jobs(jobs) => jobs_command(config, jobs).await,
+        Command::Mail(MailCommand::Outbox { status, limit }) => mail_outbox(config, status, limit).await,
         Command::Admin(admin) => {
             settings::prepare_data_dir(&mut config).map_err(anyhow::Error::msg)?;
             admin_command(config, admin).await
@@ -215,6 +216,29 @@ async fn admin_command(config: Config, command: AdminCommand) -> anyhow::Result<
             let user = identity.insert_user(email, name, hash, org.unwrap_or(root.id), &role, instance_admin).await?;
             println!("{}", user.id);
         }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn mail_outbox(config: Config, status: Option<String>, limit: i64) -> anyhow::Result<()> {
+    let db = crate::app::connect_db(&config).await?;
+    db.check_schema().await?;
+    let clock: std::sync::Arc<dyn oppidum_core::time::Clock> = std::sync::Arc::new(oppidum_core::time::SystemClock);
+    let bus = oppidum_store::EventBus::new(uuid::Uuid::now_v7(), None);
+    let queue = JobQueue::new(db.clone(), clock.clone(), bus, config.jobs.max_attempts);
+    let mailer = crate::app::mailer(&config, &db, &queue, clock);
+    for message in mailer.list(status.as_deref(), limit).await? {
+        println!(
+            "{}  {:<6} attempts {}  {}  to {}  \"{}\"{}",
+            message.id,
+            message.status,
+            message.attempts,
+            message.created_at.to_rfc3339(),
+            message.to_addr,
+            message.subject,
+            message.last_error.map(|e| format!("  last error: {e}")).unwrap_or_default()
+        );
     }
     db.close().await;
     Ok(())

@@ -29,6 +29,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     announce_bootstrap(&state).await?;
+    match state.mailer.schedule_pending().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "scheduled delivery of queued mail"),
+        Err(err) => tracing::warn!(error = %err, "could not schedule queued mail"),
+    }
 
     let stop = CancellationToken::new();
     tokio::spawn(watch_signals(stop.clone()));
@@ -97,6 +102,17 @@ fn spawn_workers(state: &AppState, stop: CancellationToken, grace: Duration) -> 
     };
     let mut workers = Workers::new(state.queue.clone(), config);
     crate::jobs::register(&mut workers, jobs.diagnostic_kinds);
+    if let Some(relay) = &state.config.mail.relay {
+        match oppidum_mail::relay::Relay::new(relay) {
+            Ok(relay) => {
+                workers.register(
+                    oppidum_mail::outbox::DELIVER_KIND,
+                    oppidum_mail::relay::Deliver { mailer: state.mailer.clone(), relay },
+                );
+            }
+            Err(err) => tracing::error!(error = %err, "the mail relay settings are unusable; mail stays in the outbox"),
+        }
+    }
     tracing::info!(kinds = ?workers.kinds(), concurrency = jobs.concurrency, "job workers started");
     Some(tokio::spawn(workers.run(stop, grace)))
 }

@@ -36,6 +36,7 @@ use crate::app::AppState;
         (name = "orgs", description = "Organization tree, members and roles"),
         (name = "users", description = "User administration"),
         (name = "audit", description = "Append-only, hash-chained audit log"),
+        (name = "mail", description = "Transactional mail through the durable outbox"),
     )
 )]
 struct ApiDoc;
@@ -56,6 +57,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = system_routes().split_for_parts();
     let (_, identity) = oppidum_identity::http::routes().split_for_parts();
     doc.merge(identity);
+    let (_, mail) = oppidum_mail::http::routes().split_for_parts();
+    doc.merge(mail);
     doc
 }
 
@@ -69,10 +72,13 @@ pub fn router(state: AppState) -> Router {
     let (system, mut doc) = system_routes().split_for_parts();
     let (identity, identity_doc) = oppidum_identity::http::routes().split_for_parts();
     doc.merge(identity_doc);
+    let (mail, mail_doc) = oppidum_mail::http::routes().split_for_parts();
+    doc.merge(mail_doc);
     let config = &state.config;
     let app: Router = Router::new()
         .merge(system.with_state(state.clone()))
         .merge(identity.with_state(state.identity.clone()))
+        .merge(mail.with_state(state.mailer.clone()))
         .fallback(no_route)
         .layer(axum::Extension(Arc::new(doc)))
         .layer(DefaultBodyLimit::max(usize::try_from(config.http.body_limit.bytes()).unwrap_or(usize::MAX)))

@@ -302,3 +302,90 @@ impl TestServer {
         req.send().await.expect("request")
     }
 }
+
+/// A real SMTP server (Python aiosmtpd) storing what it receives in a maildir, as the relay.
+pub struct SmtpPeer {
+    child: Option<Child>,
+    pub port: u16,
+    pub maildir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpPeer {
+    /// Whether aiosmtpd is installed; CI requires it (`OPPIDUM_TEST_REQUIRE_SMTP=1`).
+    pub fn available(test: &str) -> bool {
+        let ok = Command::new("python3").args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
+        if !ok {
+            assert!(std::env::var("OPPIDUM_TEST_REQUIRE_SMTP").as_deref() != Ok("1"), "{test}: aiosmtpd is required");
+            eprintln!("SKIPPED {test}: pip install aiosmtpd");
+        }
+        ok
+    }
+
+    /// A port for a peer that is not started yet.
+    pub fn reserve() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let maildir = dir.path().join("maildir");
+        Self { child: None, port: free_port(), maildir, _dir: dir }
+    }
+
+    pub async fn start(&mut self) {
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{}", self.port),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&self.maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("aiosmtpd did not start");
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every message received so far, raw.
+    pub fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) {
+                for entry in entries.flatten() {
+                    out.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+
+    /// Settings that make a site relay through this peer.
+    pub fn relay_env(&self, site: Site) -> Site {
+        site.with("OPPIDUM_MAIL__RELAY__HOST", "127.0.0.1")
+            .with("OPPIDUM_MAIL__RELAY__PORT", &self.port.to_string())
+            .with("OPPIDUM_MAIL__RELAY__TLS", "none")
+            .with("OPPIDUM_MAIL__RELAY__TIMEOUT_SECS", "5")
+    }
+}
+
+impl Drop for SmtpPeer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

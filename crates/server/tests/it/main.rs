@@ -13,3 +13,4 @@ mod identity_credentials;
 mod identity_tenancy;
 mod jobs;
 mod lifecycle;
+mod mail;

@@ -1,0 +1,110 @@
+//! `POST /api/mail/send`: apps with the `mail.send` permission send mail through the outbox.
+
+use axum::Json as AxumJson;
+use axum::extract::State;
+use axum::http::StatusCode;
+use oppidum_core::error::ErrorBody;
+use oppidum_core::extract::Json;
+use oppidum_core::{Error, Principal};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::error::MailError;
+use crate::outbox::{Mailer, NewMail, parse_mailbox};
+
+/// Most recipients in one request; each gets its own message and delivery job.
+pub const MAX_RECIPIENTS: usize = 1_000;
+
+/// Every mail route, documented.
+pub fn routes() -> OpenApiRouter<Mailer> {
+    OpenApiRouter::new().routes(routes!(send))
+}
+
+/// A message: either `template` (+ `variables`, `locale`) or `subject` + `text` (+ `html`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    pub to: Vec<String>,
+    pub template: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: serde_json::Value,
+    pub locale: Option<String>,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendResponse {
+    /// One queued message per recipient.
+    pub ids: Vec<Uuid>,
+}
+
+/// Queues one message per recipient (`mail.send`).
+#[utoipa::path(post, path = "/api/mail/send", tag = "mail", request_body = SendRequest,
+    responses((status = 202, body = SendResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn send(
+    State(mailer): State<Mailer>,
+    principal: Principal,
+    Json(body): Json<SendRequest>,
+) -> Result<(StatusCode, AxumJson<SendResponse>), Error> {
+    Ok((StatusCode::ACCEPTED, AxumJson(send_for(&mailer, &principal, body).await?)))
+}
+
+async fn send_for(mailer: &Mailer, principal: &Principal, body: SendRequest) -> Result<SendResponse, MailError> {
+    if !principal.can("mail.send") {
+        return Err(MailError::Forbidden("You need the `mail.send` permission.".into()));
+    }
+    if body.to.is_empty() || body.to.len() > MAX_RECIPIENTS {
+        return Err(MailError::Invalid("invalid_recipients", format!("Give 1 to {MAX_RECIPIENTS} recipients.")));
+    }
+    // Every address is checked before anything is queued: all or nothing.
+    for to in &body.to {
+        parse_mailbox(to)?;
+    }
+    let org = Some(principal.org_id);
+    let mut ids = Vec::with_capacity(body.to.len());
+    match (&body.template, &body.subject, &body.text) {
+        (Some(template), None, None) => {
+            let rendered = mailer
+                .templates()
+                .render(org, template, body.locale.as_deref().unwrap_or(mailer.default_locale()), &body.variables)
+                .await?;
+            for to in &body.to {
+                let mail = NewMail {
+                    org,
+                    to: to.clone(),
+                    subject: rendered.subject.clone(),
+                    text: rendered.text.clone(),
+                    html: Some(rendered.html.clone()),
+                    template: Some(template.clone()),
+                };
+                ids.push(mailer.send(mail).await?);
+            }
+        }
+        (None, Some(subject), Some(text)) => {
+            for to in &body.to {
+                let mail = NewMail {
+                    org,
+                    to: to.clone(),
+                    subject: subject.clone(),
+                    text: text.clone(),
+                    html: body.html.clone(),
+                    template: None,
+                };
+                ids.push(mailer.send(mail).await?);
+            }
+        }
+        _ => {
+            return Err(MailError::Invalid(
+                "invalid_request_body",
+                "Give either `template` (with `variables`) or `subject` and `text`.".into(),
+            ));
+        }
+    }
+    Ok(SendResponse { ids })
+}
