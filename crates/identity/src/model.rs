@@ -25,6 +25,8 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// When the user proved they receive mail at `email`.
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 /// An organization in the tree.
@@ -37,6 +39,8 @@ pub struct Org {
     pub name: String,
     /// Operator-chosen label: `distributor`, `reseller`, `customer`, …
     pub kind: String,
+    /// Users living here must verify their email address before they can sign in.
+    pub require_verified_email: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -176,6 +180,7 @@ fn default_kind() -> String {
 pub struct UpdateOrgRequest {
     pub name: Option<String>,
     pub kind: Option<String>,
+    pub require_verified_email: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

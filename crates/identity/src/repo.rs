@@ -10,7 +10,7 @@ use crate::model::{Member, Org, RoleRow, Session, User};
 pub async fn get_user(db: &Db, id: Uuid) -> Result<Option<User>, StoreError> {
     db.query(
         "SELECT id, email, name, password_hash, home_org_id, instance_admin, disabled, token_version, locale, \
-         created_at, updated_at, last_login_at FROM users WHERE id = $1",
+         created_at, updated_at, last_login_at, email_verified_at FROM users WHERE id = $1",
     )
     .bind(id)
     .fetch_optional()
@@ -20,7 +20,7 @@ pub async fn get_user(db: &Db, id: Uuid) -> Result<Option<User>, StoreError> {
 pub async fn get_user_by_email(db: &Db, email: &str) -> Result<Option<User>, StoreError> {
     db.query(
         "SELECT id, email, name, password_hash, home_org_id, instance_admin, disabled, token_version, locale, \
-         created_at, updated_at, last_login_at FROM users WHERE email = $1",
+         created_at, updated_at, last_login_at, email_verified_at FROM users WHERE email = $1",
     )
     .bind(email)
     .fetch_optional()
@@ -31,7 +31,7 @@ pub async fn get_user_by_email(db: &Db, email: &str) -> Result<Option<User>, Sto
 pub async fn create_user(tx: &mut Tx, user: &User, role: &str) -> Result<(), StoreError> {
     tx.query(
         "INSERT INTO users (id, email, name, password_hash, home_org_id, instance_admin, disabled, token_version, \
-         locale, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+         locale, created_at, updated_at, email_verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
     )
     .bind(user.id)
     .bind(user.email.as_str())
@@ -43,6 +43,7 @@ pub async fn create_user(tx: &mut Tx, user: &User, role: &str) -> Result<(), Sto
     .bind(user.token_version)
     .bind(user.locale.clone())
     .bind(user.created_at)
+    .bind(user.email_verified_at)
     .execute()
     .await?;
     tx.query("INSERT INTO memberships (user_id, org_id, role, created_at) VALUES ($1, $2, $3, $4)")
@@ -121,7 +122,7 @@ pub async fn list_users_in(
 }
 
 const LIST_USERS_POSTGRES: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.home_org_id, u.instance_admin, \
-     u.disabled, u.token_version, u.locale, u.created_at, u.updated_at, u.last_login_at \
+     u.disabled, u.token_version, u.locale, u.created_at, u.updated_at, u.last_login_at, u.email_verified_at \
      FROM users u JOIN orgs o ON o.id = u.home_org_id \
      WHERE EXISTS (SELECT 1 FROM jsonb_array_elements_text($1) AS p(prefix) \
                    WHERE substr(o.path, 1, length(p.prefix)) = p.prefix) \
@@ -129,34 +130,36 @@ const LIST_USERS_POSTGRES: &str = "SELECT u.id, u.email, u.name, u.password_hash
        AND ($3::uuid IS NULL OR u.id > $3) ORDER BY u.id LIMIT $4";
 
 const LIST_USERS_SQLITE: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.home_org_id, u.instance_admin, \
-     u.disabled, u.token_version, u.locale, u.created_at, u.updated_at, u.last_login_at \
+     u.disabled, u.token_version, u.locale, u.created_at, u.updated_at, u.last_login_at, u.email_verified_at \
      FROM users u JOIN orgs o ON o.id = u.home_org_id \
      WHERE EXISTS (SELECT 1 FROM json_each($1) AS p WHERE substr(o.path, 1, length(p.value)) = p.value) \
        AND ($2 IS NULL OR lower(u.email) LIKE $2 OR lower(u.name) LIKE $2) \
        AND ($3 IS NULL OR u.id > $3) ORDER BY u.id LIMIT $4";
 
 pub async fn get_org(db: &Db, id: Uuid) -> Result<Option<Org>, StoreError> {
-    db.query("SELECT id, parent_id, path, name, kind, created_at, updated_at FROM orgs WHERE id = $1")
+    db.query("SELECT id, parent_id, path, name, kind, require_verified_email, created_at, updated_at FROM orgs WHERE id = $1")
         .bind(id)
         .fetch_optional()
         .await
 }
 
 pub async fn root_org(db: &Db) -> Result<Option<Org>, StoreError> {
-    db.query("SELECT id, parent_id, path, name, kind, created_at, updated_at FROM orgs WHERE parent_id IS NULL")
+    db.query("SELECT id, parent_id, path, name, kind, require_verified_email, created_at, updated_at FROM orgs WHERE parent_id IS NULL")
         .fetch_optional()
         .await
 }
 
 pub async fn insert_org(db: &Db, org: &Org) -> Result<(), StoreError> {
     db.query(
-        "INSERT INTO orgs (id, parent_id, path, name, kind, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        "INSERT INTO orgs (id, parent_id, path, name, kind, require_verified_email, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
     )
     .bind(org.id)
     .bind(org.parent_id)
     .bind(org.path.as_str())
     .bind(org.name.as_str())
     .bind(org.kind.as_str())
+    .bind(org.require_verified_email)
     .bind(org.created_at)
     .execute()
     .await?;
@@ -168,15 +171,20 @@ pub async fn update_org(
     id: Uuid,
     name: Option<&str>,
     kind: Option<&str>,
+    require_verified_email: Option<bool>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    db.query("UPDATE orgs SET name = COALESCE($2, name), kind = COALESCE($3, kind), updated_at = $4 WHERE id = $1")
-        .bind(id)
-        .bind(name)
-        .bind(kind)
-        .bind(now)
-        .execute()
-        .await?;
+    db.query(
+        "UPDATE orgs SET name = COALESCE($2, name), kind = COALESCE($3, kind), \
+         require_verified_email = COALESCE($5, require_verified_email), updated_at = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(kind)
+    .bind(now)
+    .bind(require_verified_email)
+    .execute()
+    .await?;
     Ok(())
 }
 
@@ -199,7 +207,7 @@ pub async fn org_in_use(db: &Db, id: Uuid) -> Result<bool, StoreError> {
 /// Organizations inside the subtree rooted at `path`.
 pub async fn orgs_under(tx: &mut Tx, path: &str) -> Result<Vec<Org>, StoreError> {
     tx.query(
-        "SELECT id, parent_id, path, name, kind, created_at, updated_at FROM orgs \
+        "SELECT id, parent_id, path, name, kind, require_verified_email, created_at, updated_at FROM orgs \
          WHERE substr(path, 1, length($1)) = $1 ORDER BY path",
     )
     .bind(path)

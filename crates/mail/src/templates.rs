@@ -33,7 +33,16 @@ macro_rules! builtin {
     };
 }
 
-builtin!("verify_email", "password_reset", "welcome", "invitation", "email_change", "login_code", "new_device");
+builtin!(
+    "verify_email",
+    "password_reset",
+    "password_changed",
+    "welcome",
+    "invitation",
+    "email_change",
+    "login_code",
+    "new_device",
+);
 
 /// A rendered message.
 #[derive(Debug, Clone, PartialEq, Eq)]

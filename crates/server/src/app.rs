@@ -92,9 +92,9 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
     let bus = EventBus::new(node, db.pg_pool().cloned());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let queue = JobQueue::new(db.clone(), clock.clone(), bus.clone(), config.jobs.max_attempts);
-    let identity = identity_service(&config, &db, clock.clone())?;
-    identity.ensure_ready().await?;
     let mailer = mailer(&config, &db, &queue, clock.clone());
+    let identity = identity_service(&config, &db, clock.clone(), mailer.clone())?;
+    identity.ensure_ready().await?;
     Ok(AppState(Arc::new(Inner {
         config,
         node,
@@ -112,10 +112,11 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
 }
 
 /// The identity service as configured. Needs `secrets.master_key` (set by `prepare_data_dir`).
-pub fn identity_service(config: &Config, db: &Db, clock: Arc<dyn Clock>) -> anyhow::Result<Identity> {
+pub fn identity_service(config: &Config, db: &Db, clock: Arc<dyn Clock>, mailer: Mailer) -> anyhow::Result<Identity> {
     let master = config.secrets.master_key.as_ref().context("secrets.master_key is not set")?;
     let vault = Vault::from_master_key(master.expose());
-    Ok(Identity::new(db.clone(), vault, clock, config.identity.clone(), config.token_issuer()))
+    let base_url = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.http.listen));
+    Ok(Identity::new(db.clone(), vault, clock, config.identity.clone(), config.token_issuer(), mailer, base_url))
 }
 
 /// The outbox as configured; in development, mail that cannot be delivered is printed to the log.

@@ -181,8 +181,11 @@ async fn admin_command(config: Config, command: AdminCommand) -> anyhow::Result<
     } else {
         db.check_schema().await?;
     }
-    let clock = std::sync::Arc::new(oppidum_core::time::SystemClock);
-    let identity = crate::app::identity_service(&config, &db, clock)?;
+    let clock: std::sync::Arc<dyn oppidum_core::time::Clock> = std::sync::Arc::new(oppidum_core::time::SystemClock);
+    let bus = oppidum_store::EventBus::new(uuid::Uuid::now_v7(), db.pg_pool().cloned());
+    let queue = JobQueue::new(db.clone(), clock.clone(), bus, config.jobs.max_attempts);
+    let mailer = crate::app::mailer(&config, &db, &queue, clock.clone());
+    let identity = crate::app::identity_service(&config, &db, clock, mailer)?;
     let root = identity.ensure_ready().await?;
     match command {
         AdminCommand::Audit(AuditCommand::Verify) => match identity.verify_audit().await? {

@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod credentials;
+mod flows;
 mod orgs;
 mod users;
 
@@ -48,6 +49,14 @@ pub fn routes() -> OpenApiRouter<Identity> {
         .routes(routes!(credentials::delete_api_key))
         .routes(routes!(credentials::list_app_passwords, credentials::create_app_password))
         .routes(routes!(credentials::delete_app_password))
+        .routes(routes!(flows::forgot_password))
+        .routes(routes!(flows::reset_password))
+        .routes(routes!(flows::verify_email))
+        .routes(routes!(flows::resend_verification))
+        .routes(routes!(flows::invite))
+        .routes(routes!(flows::accept_invitation))
+        .routes(routes!(flows::request_email_change))
+        .routes(routes!(flows::confirm_email_change))
         .routes(routes!(audit::list_audit))
         .routes(routes!(audit::export_audit))
 }

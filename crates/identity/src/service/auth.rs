@@ -58,6 +58,7 @@ impl Identity {
             created_at: now,
             updated_at: now,
             last_login_at: Some(now),
+            email_verified_at: None,
         };
         let mut tx = self.db.begin().await?;
         if let Err(err) = repo::create_user(&mut tx, &user, "member").await {
@@ -67,7 +68,20 @@ impl Identity {
                 err.into()
             });
         }
+        if root.require_verified_email {
+            // Created, but no session until the address is confirmed.
+            tx.commit().await?;
+            self.send_verification(&user).await?;
+            let mut event = Self::event_from(client, "auth.register", Outcome::Success);
+            event.actor_id = Some(user.id);
+            self.record(self.about_user(event, user.id).await).await;
+            return Err(IdentityError::Forbidden(
+                "email_not_verified",
+                "Account created. Confirm your email address with the link we sent, then sign in.".into(),
+            ));
+        }
         let response = self.open_session(tx, user, root.id, client).await?;
+        self.send_verification(&response.user).await?;
         let mut event = Self::event_from(client, "auth.register", Outcome::Success);
         event.actor_id = Some(response.user.id);
         self.record(self.about_user(event, response.user.id).await).await;
@@ -98,6 +112,18 @@ impl Identity {
             event.outcome = Outcome::Denied;
             self.record(self.about_user(event, user.id).await).await;
             return Err(IdentityError::Forbidden("account_disabled", "This account is disabled.".into()));
+        }
+        if user.email_verified_at.is_none()
+            && let Some(home) = repo::get_org(&self.db, user.home_org_id).await?
+            && home.require_verified_email
+        {
+            event.outcome = Outcome::Denied;
+            event.details["reason"] = serde_json::json!("email_not_verified");
+            self.record(self.about_user(event, user.id).await).await;
+            return Err(IdentityError::Forbidden(
+                "email_not_verified",
+                "Confirm your email address first: follow the link we sent you.".into(),
+            ));
         }
         let now = self.now();
         if verified == Verified::YesRehash {

@@ -403,12 +403,18 @@ mod basic_auth_tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let db = Db::connect(&url, &Default::default()).await.expect("db");
         db.migrate().await.expect("migrate");
+        let clock: Arc<dyn oppidum_core::time::Clock> = Arc::new(SystemClock);
+        let bus = oppidum_store::EventBus::new(Uuid::now_v7(), None);
+        let queue = oppidum_store::jobs::JobQueue::new(db.clone(), clock.clone(), bus, 3);
+        let mailer = oppidum_mail::Mailer::new(db.clone(), queue, Default::default(), clock.clone(), false);
         let identity = Identity::new(
             db,
             Vault::from_master_key(&"k".repeat(40)),
-            Arc::new(SystemClock),
+            clock,
             IdentityConfig::default(),
             "oppidum".into(),
+            mailer,
+            "http://localhost".into(),
         );
         identity.ensure_ready().await.expect("ready");
         (identity, dir)

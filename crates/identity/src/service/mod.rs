@@ -4,6 +4,7 @@
 mod audit_log;
 mod auth;
 mod credentials;
+mod flows;
 mod orgs;
 #[cfg(test)]
 mod rls_tests;
@@ -14,6 +15,7 @@ pub use auth::AccessTokenResponse;
 pub use credentials::{
     APP_PASSWORD_SCOPES, ApiKey, AppPassword, CreateApiKeyRequest, CreateAppPasswordRequest, NewApiKey, NewAppPassword,
 };
+pub use flows::{AcceptInvitationRequest, Invitation, InviteRequest};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -43,11 +45,16 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub config: IdentityConfig,
     pub issuer: String,
+    /// Where links in mail point (`public_url`, or the listen address).
+    pub base_url: String,
+    pub mailer: oppidum_mail::Mailer,
     limits: Limits,
 }
 
 struct Limits {
     basic_ip: Limiter,
+    recovery_ip: Limiter,
+    recovery_account: Limiter,
     login_account: Limiter,
     login_ip: Limiter,
     register_ip: Limiter,
@@ -127,16 +134,26 @@ fn path_ids(path: &str) -> Vec<Uuid> {
 }
 
 impl Identity {
-    pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>, config: IdentityConfig, issuer: String) -> Self {
+    pub fn new(
+        db: Db,
+        vault: Vault,
+        clock: Arc<dyn Clock>,
+        config: IdentityConfig,
+        issuer: String,
+        mailer: oppidum_mail::Mailer,
+        base_url: String,
+    ) -> Self {
         let keys = Keys::new(db.clone(), vault);
         let limits = Limits {
             basic_ip: Limiter::per_minute(config.rate_limits.basic_auth_per_ip),
+            recovery_ip: Limiter::per_minute(config.rate_limits.register_per_ip),
+            recovery_account: Limiter::per_minute(3),
             login_account: Limiter::per_minute(config.rate_limits.login_per_account),
             login_ip: Limiter::per_minute(config.rate_limits.login_per_ip),
             register_ip: Limiter::per_minute(config.rate_limits.register_per_ip),
             refresh_ip: Limiter::per_minute(config.rate_limits.refresh_per_ip),
         };
-        Self(Arc::new(Inner { db, keys, clock, config, issuer, limits }))
+        Self(Arc::new(Inner { db, keys, clock, config, issuer, base_url, mailer, limits }))
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -157,6 +174,7 @@ impl Identity {
             path: format!("/{id}/"),
             name: "Root".into(),
             kind: "instance".into(),
+            require_verified_email: false,
             created_at: now,
             updated_at: now,
         };
@@ -339,6 +357,7 @@ mod tests {
             path: path.into(),
             name: "x".into(),
             kind: "x".into(),
+            require_verified_email: false,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         };

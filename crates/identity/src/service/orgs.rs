@@ -62,6 +62,7 @@ impl Identity {
             path: format!("{}{id}/", parent.path),
             name,
             kind,
+            require_verified_email: parent.require_verified_email,
             created_at: now,
             updated_at: now,
         };
@@ -74,9 +75,16 @@ impl Identity {
         let name = request.name.as_deref().map(|n| normalize_name(n, "organization name")).transpose()?;
         let kind = request.kind.as_deref().map(normalize_kind).transpose()?;
         self.authorize(principal, id, ORGS_MANAGE).await?;
-        repo::update_org(&self.db, id, name.as_deref(), kind.as_deref(), self.now()).await?;
+        repo::update_org(&self.db, id, name.as_deref(), kind.as_deref(), request.require_verified_email, self.now())
+            .await?;
         let org = repo::get_org(&self.db, id).await?.ok_or(IdentityError::NotFound("organization"))?;
-        self.org_event(principal, "org.update", &org, serde_json::json!({ "name": name, "kind": kind })).await;
+        self.org_event(
+            principal,
+            "org.update",
+            &org,
+            serde_json::json!({ "name": name, "kind": kind, "require_verified_email": request.require_verified_email }),
+        )
+        .await;
         Ok(org)
     }
 

@@ -22,6 +22,7 @@ async fn child(db: &Db, parent: &Org, name: &str) -> Org {
         path: format!("{}{id}/", parent.path),
         name: name.into(),
         kind: "customer".into(),
+        require_verified_email: false,
         created_at: now,
         updated_at: now,
     };
@@ -38,12 +39,18 @@ async fn rls_scoped_transactions_see_only_their_subtree() {
     let url = oppidum_store::testing::create_postgres_database(&admin).await;
     let db = Db::connect(&url, &Default::default()).await.expect("db");
     db.migrate().await.expect("migrate");
+    let clock: Arc<dyn oppidum_core::time::Clock> = Arc::new(SystemClock);
+    let bus = oppidum_store::EventBus::new(Uuid::now_v7(), None);
+    let queue = oppidum_store::jobs::JobQueue::new(db.clone(), clock.clone(), bus, 3);
+    let mailer = oppidum_mail::Mailer::new(db.clone(), queue, Default::default(), clock.clone(), false);
     let identity = Identity::new(
         db.clone(),
         Vault::from_master_key(&"k".repeat(40)),
-        Arc::new(SystemClock),
+        clock,
         IdentityConfig::default(),
         "oppidum".into(),
+        mailer,
+        "http://localhost".into(),
     );
     let root = identity.ensure_ready().await.expect("root");
     let a = child(&db, &root, "A").await;

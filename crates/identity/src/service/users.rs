@@ -90,6 +90,7 @@ impl Identity {
             None => None,
         };
         let user = self.insert_user(email, name, password_hash, org.id, &request.role, false).await?;
+        self.send_welcome(&user, &org, principal.user_id).await?;
         let mut event = Self::event_by(principal, "user.create", Outcome::Success);
         event.details = serde_json::json!({ "email": user.email, "role": request.role });
         self.record(self.about_user(event, user.id).await).await;
@@ -120,6 +121,7 @@ impl Identity {
             created_at: now,
             updated_at: now,
             last_login_at: None,
+            email_verified_at: None,
         };
         let mut tx = self.db.begin().await?;
         if let Err(err) = repo::create_user(&mut tx, &user, role).await {

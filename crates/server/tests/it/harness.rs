@@ -362,17 +362,19 @@ impl SmtpPeer {
         }
     }
 
-    /// Every message received so far, raw.
+    /// Every message received so far, raw, in arrival order.
     pub fn messages(&self) -> Vec<String> {
         let mut out = Vec::new();
         for sub in ["new", "cur"] {
             if let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) {
                 for entry in entries.flatten() {
-                    out.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
+                    let modified = entry.metadata().and_then(|m| m.modified()).ok();
+                    out.push((modified, std::fs::read_to_string(entry.path()).unwrap_or_default()));
                 }
             }
         }
-        out
+        out.sort_by_key(|(modified, _)| *modified);
+        out.into_iter().map(|(_, text)| text).collect()
     }
 
     /// Settings that make a site relay through this peer.
@@ -388,4 +390,37 @@ impl Drop for SmtpPeer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+impl SmtpPeer {
+    /// The raw messages sent to `address` (matched in the `To:` header), oldest first.
+    pub fn messages_to(&self, address: &str) -> Vec<String> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.lines().take_while(|l| !l.is_empty()).any(|l| l.starts_with("To:") && l.contains(address)))
+            .collect()
+    }
+
+    /// Waits for a message to `address` containing a link token (`oat_…`), and returns it.
+    pub async fn token_for(&self, address: &str, already: usize) -> String {
+        for _ in 0..200 {
+            let messages = self.messages_to(address);
+            if messages.len() > already
+                && let Some(token) = messages.last().and_then(|m| extract_token(m))
+            {
+                return token;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no mail with a token reached {address}: {:?}", self.messages());
+    }
+}
+
+/// The first `oat_…` token in a raw message (quoted-printable soft breaks undone).
+pub fn extract_token(raw: &str) -> Option<String> {
+    let text = raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    let start = text.find("token=oat_")? + "token=".len();
+    let token: String =
+        text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+    Some(token)
 }

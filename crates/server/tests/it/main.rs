@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod account_flows;
 mod cli;
 mod http_basics;
 mod identity_audit;
