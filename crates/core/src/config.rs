@@ -302,6 +302,9 @@ pub struct IdentityConfig {
     pub issuer: Option<String>,
     /// `aud` of access tokens.
     pub audience: String,
+    /// Require a second factor where organizations ask for it (by default owners, admins and
+    /// instance administrators). Turn off only for tests and demos.
+    pub mfa_enforcement: bool,
     pub rate_limits: RateLimits,
 }
 
@@ -313,6 +316,7 @@ impl Default for IdentityConfig {
             refresh_token_ttl_days: 30,
             issuer: None,
             audience: "oppidum".into(),
+            mfa_enforcement: true,
             rate_limits: RateLimits::default(),
         }
     }
@@ -576,6 +580,9 @@ impl Config {
         }
         if self.identity.refresh_token_ttl_days == 0 {
             problems.push("identity.refresh_token_ttl_days: must be at least 1".into());
+        }
+        if production && !self.identity.mfa_enforcement {
+            problems.push("identity.mfa_enforcement: administrators must use a second factor in production".into());
         }
         if self.identity.audience.trim().is_empty() {
             problems.push("identity.audience: must not be empty".into());

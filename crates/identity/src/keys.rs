@@ -144,6 +144,11 @@ impl Keys {
         Ok(found)
     }
 
+    /// The vault sealing secrets at rest.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
     /// The key to sign with, and its kid.
     pub fn signing(&self) -> Result<(String, EncodingKey)> {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());

@@ -96,6 +96,9 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
     #[serde(skip)]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// How it authenticated: `pwd`, plus `otp` or `mfa` after a second factor.
+    #[schema(value_type = Vec<String>)]
+    pub amr: Json<Vec<String>>,
 }
 
 /// Where a request came from, for sessions and audit.
@@ -115,6 +118,26 @@ pub struct TokenResponse {
     /// Seconds until the access token expires.
     pub expires_in: u64,
     pub user: User,
+}
+
+/// A login that needs a second factor: finish it with `POST /api/auth/2fa/verify`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MfaChallenge {
+    /// Always true.
+    pub mfa_required: bool,
+    /// Pass to the 2FA endpoints; valid 10 minutes.
+    pub mfa_token: String,
+    /// What can complete it: `totp`, `backup_code`, `email_code`; or `enroll` when the user must
+    /// set up TOTP first.
+    pub methods: Vec<String>,
+}
+
+/// What login answers: tokens, or a second-factor challenge.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    Tokens(Box<TokenResponse>),
+    Mfa(MfaChallenge),
 }
 
 /// `GET /api/auth/me`.

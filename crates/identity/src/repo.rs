@@ -332,8 +332,8 @@ pub async fn role_in_use(db: &Db, path: &str, name: &str) -> Result<bool, StoreE
 
 pub async fn insert_session(tx: &mut Tx, session: &Session, refresh_hash: &str) -> Result<(), StoreError> {
     tx.query(
-        "INSERT INTO sessions (id, user_id, org_id, ip, user_agent, created_at, last_used_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+        "INSERT INTO sessions (id, user_id, org_id, ip, user_agent, created_at, last_used_at, expires_at, amr) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
     )
     .bind(session.id)
     .bind(session.user_id)
@@ -342,6 +342,7 @@ pub async fn insert_session(tx: &mut Tx, session: &Session, refresh_hash: &str) 
     .bind(session.user_agent.clone())
     .bind(session.created_at)
     .bind(session.expires_at)
+    .bind(serde_json::Value::from(session.amr.0.clone()))
     .execute()
     .await?;
     tx.query("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)")
@@ -355,7 +356,7 @@ pub async fn insert_session(tx: &mut Tx, session: &Session, refresh_hash: &str) 
 
 pub async fn get_session(db: &Db, id: Uuid) -> Result<Option<Session>, StoreError> {
     db.query(
-        "SELECT id, user_id, org_id, ip, user_agent, created_at, last_used_at, expires_at, revoked_at \
+        "SELECT id, user_id, org_id, ip, user_agent, created_at, last_used_at, expires_at, revoked_at, amr \
          FROM sessions WHERE id = $1",
     )
     .bind(id)
@@ -365,7 +366,7 @@ pub async fn get_session(db: &Db, id: Uuid) -> Result<Option<Session>, StoreErro
 
 pub async fn active_sessions(db: &Db, user: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {
     db.query(
-        "SELECT id, user_id, org_id, ip, user_agent, created_at, last_used_at, expires_at, revoked_at \
+        "SELECT id, user_id, org_id, ip, user_agent, created_at, last_used_at, expires_at, revoked_at, amr \
          FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC",
     )
     .bind(user)

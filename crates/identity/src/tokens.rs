@@ -29,6 +29,9 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: Uuid,
+    /// How the session authenticated (RFC 8176): `pwd`, `otp`, `mfa`, …
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 /// Signs `claims` with the active key.

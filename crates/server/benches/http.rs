@@ -207,6 +207,7 @@ async fn identity(connections: u64, requests: u64, seconds: u64) {
     let (server, _) = start_with(&[
         ("OPPIDUM_IDENTITY__RATE_LIMITS__LOGIN_PER_ACCOUNT", "0"),
         ("OPPIDUM_IDENTITY__RATE_LIMITS__LOGIN_PER_IP", "0"),
+        ("OPPIDUM_IDENTITY__MFA_ENFORCEMENT", "false"),
     ])
     .await;
     let dir = server._dir.path().to_owned();

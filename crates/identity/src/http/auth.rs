@@ -14,8 +14,8 @@ use super::Client;
 use crate::Identity;
 use crate::keys::JwkSet;
 use crate::model::{
-    ChangePasswordRequest, LoginRequest, Me, RefreshRequest, RegisterRequest, Session, SwitchOrgRequest, TokenResponse,
-    User,
+    ChangePasswordRequest, LoginRequest, LoginResponse, Me, RefreshRequest, RegisterRequest, Session, SwitchOrgRequest,
+    TokenResponse, User,
 };
 use crate::service::AccessTokenResponse;
 
@@ -36,13 +36,14 @@ pub async fn register(
 
 /// Signs in with email and password.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+    responses((status = 200, description = "Tokens, or `{mfa_required, mfa_token, methods}` when a second factor is needed", body = LoginResponse),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody)))]
 pub async fn login(
     State(identity): State<Identity>,
     Client(client): Client,
     Json(body): Json<LoginRequest>,
-) -> Result<AxumJson<TokenResponse>> {
+) -> Result<AxumJson<LoginResponse>> {
     Ok(AxumJson(identity.login(body, &client).await?))
 }
 

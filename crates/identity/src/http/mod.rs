@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod credentials;
 mod flows;
+mod mfa;
 mod orgs;
 mod users;
 
@@ -57,6 +58,13 @@ pub fn routes() -> OpenApiRouter<Identity> {
         .routes(routes!(flows::accept_invitation))
         .routes(routes!(flows::request_email_change))
         .routes(routes!(flows::confirm_email_change))
+        .routes(routes!(mfa::totp_setup))
+        .routes(routes!(mfa::totp_confirm))
+        .routes(routes!(mfa::verify))
+        .routes(routes!(mfa::email_code))
+        .routes(routes!(mfa::enroll))
+        .routes(routes!(mfa::disable))
+        .routes(routes!(mfa::reset))
         .routes(routes!(audit::list_audit))
         .routes(routes!(audit::export_audit))
 }

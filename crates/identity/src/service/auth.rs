@@ -11,7 +11,8 @@ use super::{Identity, normalize_email, normalize_name};
 use crate::audit::Outcome;
 use crate::error::{IdentityError, Result};
 use crate::model::{
-    ChangePasswordRequest, ClientInfo, LoginRequest, Me, RefreshRequest, RegisterRequest, Session, TokenResponse, User,
+    ChangePasswordRequest, ClientInfo, LoginRequest, LoginResponse, Me, RefreshRequest, RegisterRequest, Session,
+    TokenResponse, User,
 };
 use crate::password::{self, Verified};
 use crate::{repo, tokens};
@@ -80,7 +81,7 @@ impl Identity {
                 "Account created. Confirm your email address with the link we sent, then sign in.".into(),
             ));
         }
-        let response = self.open_session(tx, user, root.id, client).await?;
+        let response = self.open_session(tx, user, root.id, client, vec!["pwd".into()]).await?;
         self.send_verification(&response.user).await?;
         let mut event = Self::event_from(client, "auth.register", Outcome::Success);
         event.actor_id = Some(response.user.id);
@@ -89,7 +90,7 @@ impl Identity {
     }
 
     /// Signs in with email and password.
-    pub async fn login(&self, request: LoginRequest, client: &ClientInfo) -> Result<TokenResponse> {
+    pub async fn login(&self, request: LoginRequest, client: &ClientInfo) -> Result<LoginResponse> {
         self.limits.login_ip.check(&ip_key(client))?;
         let email = request.email.trim().to_lowercase();
         self.limits.login_account.check(&email)?;
@@ -137,20 +138,27 @@ impl Identity {
             }
             None => user.home_org_id,
         };
+        if let Some(challenge) = self.mfa_challenge(&user, org, client).await? {
+            event.outcome = Outcome::Success;
+            event.details["mfa"] = serde_json::json!("required");
+            self.record(self.about_user(event, user.id).await).await;
+            return Ok(LoginResponse::Mfa(challenge));
+        }
         repo::touch_login(&self.db, user.id, now).await?;
         let tx = self.db.begin().await?;
-        let response = self.open_session(tx, user, org, client).await?;
+        let response = self.open_session(tx, user, org, client, vec!["pwd".into()]).await?;
         event.outcome = Outcome::Success;
         self.record(self.about_user(event, response.user.id).await).await;
-        Ok(response)
+        Ok(LoginResponse::Tokens(Box::new(response)))
     }
 
-    async fn open_session(
+    pub(crate) async fn open_session(
         &self,
         mut tx: oppidum_store::Tx,
         user: User,
         org: Uuid,
         client: &ClientInfo,
+        amr: Vec<String>,
     ) -> Result<TokenResponse> {
         let now = self.now();
         let session = Session {
@@ -163,11 +171,12 @@ impl Identity {
             last_used_at: now,
             expires_at: self.refresh_expiry(),
             revoked_at: None,
+            amr: sqlx::types::Json(amr),
         };
         let (refresh_token, hash) = tokens::new_refresh_token();
         repo::insert_session(&mut tx, &session, &hash).await?;
         tx.commit().await?;
-        let access_token = self.access_token(&user, session.id, org)?;
+        let access_token = self.access_token(&user, session.id, org, &session.amr.0)?;
         Ok(TokenResponse {
             access_token,
             refresh_token,
@@ -202,7 +211,7 @@ impl Identity {
             self.revoke_for_reuse(session_id, client).await?;
             return Err(IdentityError::RefreshTokenReused);
         }
-        let access_token = self.access_token(&user, session.id, session.org_id)?;
+        let access_token = self.access_token(&user, session.id, session.org_id, &session.amr.0)?;
         Ok(TokenResponse {
             access_token,
             refresh_token,
@@ -271,7 +280,8 @@ impl Identity {
         let user = repo::get_user(&self.db, user.id).await?.ok_or(IdentityError::NotFound("user"))?;
         let event = Self::event_by(principal, "auth.password_change", Outcome::Success);
         self.record(self.about_user(event, user.id).await).await;
-        let access_token = self.access_token(&user, session, principal.org_id)?;
+        let amr = repo::get_session(&self.db, session).await?.map(|s| s.amr.0).unwrap_or_default();
+        let access_token = self.access_token(&user, session, principal.org_id, &amr)?;
         Ok(TokenResponse {
             access_token,
             refresh_token,
@@ -308,9 +318,10 @@ impl Identity {
         let access = self.access_of(principal).await?;
         let org = self.visible_org(&access, org_id).await?;
         repo::set_session_org(&self.db, session, org.id).await?;
+        let amr = repo::get_session(&self.db, session).await?.map(|s| s.amr.0).unwrap_or_default();
         let user = repo::get_user(&self.db, principal.user_id).await?.ok_or(IdentityError::NotFound("user"))?;
         Ok(AccessTokenResponse {
-            access_token: self.access_token(&user, session, org.id)?,
+            access_token: self.access_token(&user, session, org.id, &amr)?,
             token_type: "Bearer",
             expires_in: self.config.access_token_ttl_secs,
         })

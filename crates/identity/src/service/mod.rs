@@ -5,6 +5,7 @@ mod audit_log;
 mod auth;
 mod credentials;
 mod flows;
+mod mfa;
 mod orgs;
 #[cfg(test)]
 mod rls_tests;
@@ -16,6 +17,7 @@ pub use credentials::{
     APP_PASSWORD_SCOPES, ApiKey, AppPassword, CreateApiKeyRequest, CreateAppPasswordRequest, NewApiKey, NewAppPassword,
 };
 pub use flows::{AcceptInvitationRequest, Invitation, InviteRequest};
+pub use mfa::{BackupCodes, MfaVerifyRequest, TotpSetup};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -255,7 +257,7 @@ impl Identity {
     }
 
     /// Signs an access token for a session.
-    fn access_token(&self, user: &User, session: Uuid, org: Uuid) -> Result<String> {
+    fn access_token(&self, user: &User, session: Uuid, org: Uuid, amr: &[String]) -> Result<String> {
         let now = self.now().timestamp();
         let claims = tokens::Claims {
             iss: self.issuer.clone(),
@@ -267,6 +269,7 @@ impl Identity {
             iat: now,
             exp: now + i64::try_from(self.config.access_token_ttl_secs).unwrap_or(900),
             jti: tokens::new_jti(),
+            amr: amr.to_vec(),
         };
         tokens::sign(&self.keys, &claims)
     }

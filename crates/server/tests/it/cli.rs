@@ -4,7 +4,8 @@ use crate::harness::{Backend, Site};
 
 #[tokio::test]
 async fn config_check_lists_every_production_problem() {
-    let site = Site::new(Backend::Sqlite).await;
+    let mut site = Site::new(Backend::Sqlite).await;
+    site.env.clear();
     let file = site.dir.path().join("oppidum.toml");
     std::fs::write(
         &file,

@@ -51,7 +51,9 @@ impl Site {
                 Some(oppidum_store::testing::create_postgres_database(&admin).await)
             }
         };
-        Self { dir, database_url, env: Vec::new() }
+        // Second factors are tested on their own; elsewhere administrators sign in with a password.
+        let env = vec![("OPPIDUM_IDENTITY__MFA_ENFORCEMENT".to_owned(), "false".to_owned())];
+        Self { dir, database_url, env }
     }
 
     /// Adds an `OPPIDUM_…` setting for every process of this site.

@@ -15,3 +15,4 @@ mod identity_tenancy;
 mod jobs;
 mod lifecycle;
 mod mail;
+mod mfa;
