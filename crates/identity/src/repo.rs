@@ -476,11 +476,12 @@ pub struct AuthState {
     pub instance_admin: bool,
     pub revoked_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
+    pub impersonator_id: Option<Uuid>,
 }
 
 pub async fn auth_state(db: &Db, session: Uuid, user: Uuid) -> Result<Option<AuthState>, StoreError> {
     db.query(
-        "SELECT u.disabled, u.token_version, u.instance_admin, s.revoked_at, s.expires_at \
+        "SELECT u.disabled, u.token_version, u.instance_admin, s.revoked_at, s.expires_at, s.impersonator_id \
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND s.user_id = $2",
     )
     .bind(session)

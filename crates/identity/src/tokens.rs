@@ -32,6 +32,15 @@ pub struct Claims {
     /// How the session authenticated (RFC 8176): `pwd`, `otp`, `mfa`, …
     #[serde(default)]
     pub amr: Vec<String>,
+    /// The administrator acting as `sub` (RFC 8693 §4.1), for impersonation tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// The `act` claim: who is really acting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: Uuid,
 }
 
 /// Signs `claims` with the active key.

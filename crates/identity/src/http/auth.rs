@@ -140,3 +140,22 @@ pub async fn bootstrap(
 pub async fn jwks(State(identity): State<Identity>) -> AxumJson<JwkSet> {
     AxumJson(identity.keys.jwks())
 }
+
+/// Acts as another user for one hour (`users.impersonate`); the token's `act` claim names you.
+#[utoipa::path(post, path = "/api/auth/impersonate", tag = "auth", request_body = crate::service::ImpersonateRequest,
+    responses((status = 200, body = AccessTokenResponse), (status = 403, description = "`no_chaining` or `forbidden`", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn impersonate(
+    State(identity): State<Identity>,
+    principal: Principal,
+    Json(body): Json<crate::service::ImpersonateRequest>,
+) -> Result<AxumJson<AccessTokenResponse>> {
+    Ok(AxumJson(identity.impersonate(&principal, body.user_id).await?))
+}
+
+/// Ends the current impersonation.
+#[utoipa::path(post, path = "/api/auth/impersonate/exit", tag = "auth", responses((status = 204), (status = 409, body = ErrorBody)))]
+pub async fn exit_impersonation(State(identity): State<Identity>, principal: Principal) -> Result<StatusCode> {
+    identity.exit_impersonation(&principal).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -38,6 +38,8 @@ pub fn routes() -> OpenApiRouter<Identity> {
         .routes(routes!(auth::switch_org))
         .routes(routes!(auth::bootstrap))
         .routes(routes!(auth::jwks))
+        .routes(routes!(auth::impersonate))
+        .routes(routes!(auth::exit_impersonation))
         .routes(routes!(orgs::list_orgs, orgs::create_org))
         .routes(routes!(orgs::get_org, orgs::update_org, orgs::delete_org))
         .routes(routes!(orgs::list_members, orgs::add_member))

@@ -260,6 +260,12 @@ impl Identity {
         request: ChangePasswordRequest,
         _client: &ClientInfo,
     ) -> Result<TokenResponse> {
+        if principal.impersonator.is_some() {
+            return Err(IdentityError::Forbidden(
+                "impersonation_forbidden",
+                "Not while impersonating: the user must do this themselves.".into(),
+            ));
+        }
         let session = principal.session_id().ok_or_else(|| {
             IdentityError::Forbidden("session_required", "Only a signed-in user can change their password.".into())
         })?;

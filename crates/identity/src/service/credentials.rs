@@ -248,6 +248,12 @@ impl Identity {
         principal: &Principal,
         request: CreateAppPasswordRequest,
     ) -> Result<NewAppPassword> {
+        if principal.impersonator.is_some() {
+            return Err(IdentityError::Forbidden(
+                "impersonation_forbidden",
+                "Not while impersonating: the user must do this themselves.".into(),
+            ));
+        }
         let Some(_) = principal.session_id() else {
             return Err(IdentityError::Forbidden("session_required", "Sign in to create app passwords.".into()));
         };

@@ -307,6 +307,12 @@ impl Identity {
 
     /// Starts an email change: the password is checked and a link goes to the new address.
     pub async fn request_email_change(&self, principal: &Principal, new_email: &str, password: String) -> Result<()> {
+        if principal.impersonator.is_some() {
+            return Err(IdentityError::Forbidden(
+                "impersonation_forbidden",
+                "Not while impersonating: the user must do this themselves.".into(),
+            ));
+        }
         let new_email = normalize_email(new_email)?;
         self.limits.recovery_account.check(&format!("email:{}", principal.user_id))?;
         let user = repo::get_user(&self.db, principal.user_id).await?.ok_or(IdentityError::NotFound("user"))?;

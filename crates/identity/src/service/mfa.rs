@@ -456,6 +456,12 @@ impl Identity {
         code: &str,
         client: &ClientInfo,
     ) -> Result<()> {
+        if principal.impersonator.is_some() {
+            return Err(IdentityError::Forbidden(
+                "impersonation_forbidden",
+                "Not while impersonating: the user must do this themselves.".into(),
+            ));
+        }
         let user = repo::get_user(&self.db, principal.user_id).await?.ok_or(IdentityError::NotFound("user"))?;
         let state = self.mfa_state(user.id).await?;
         self.check_lock(&state)?;

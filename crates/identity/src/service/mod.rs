@@ -5,6 +5,7 @@ mod audit_log;
 mod auth;
 mod credentials;
 mod flows;
+mod impersonation;
 mod mfa;
 mod orgs;
 #[cfg(test)]
@@ -17,6 +18,7 @@ pub use credentials::{
     APP_PASSWORD_SCOPES, ApiKey, AppPassword, CreateApiKeyRequest, CreateAppPasswordRequest, NewApiKey, NewAppPassword,
 };
 pub use flows::{AcceptInvitationRequest, Invitation, InviteRequest};
+pub use impersonation::ImpersonateRequest;
 pub use mfa::{BackupCodes, MfaVerifyRequest, TotpSetup};
 
 use std::collections::BTreeSet;
@@ -270,6 +272,7 @@ impl Identity {
             exp: now + i64::try_from(self.config.access_token_ttl_secs).unwrap_or(900),
             jti: tokens::new_jti(),
             amr: amr.to_vec(),
+            act: None,
         };
         tokens::sign(&self.keys, &claims)
     }
@@ -295,6 +298,9 @@ impl Identity {
         if state.token_version != claims.ver {
             return Err(invalid("it was revoked"));
         }
+        if state.impersonator_id != claims.act.as_ref().map(|a| a.sub) {
+            return Err(invalid("it does not match its session"));
+        }
         let access = self.access(claims.sub, state.instance_admin).await?;
         let org = repo::get_org(&self.db, claims.org).await?.ok_or_else(|| invalid("the organization is gone"))?;
         if !access.can_see(&org) {
@@ -306,7 +312,7 @@ impl Identity {
             permissions: access.permissions_on(&org),
             instance_admin: state.instance_admin,
             credential: Credential::Session { session_id: claims.sid },
-            impersonator: None,
+            impersonator: state.impersonator_id,
             ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
         })

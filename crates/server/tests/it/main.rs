@@ -12,6 +12,7 @@ mod identity_audit;
 mod identity_auth;
 mod identity_credentials;
 mod identity_tenancy;
+mod impersonation;
 mod jobs;
 mod lifecycle;
 mod mail;
