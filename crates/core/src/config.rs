@@ -227,6 +227,8 @@ pub struct SecretsConfig {
     /// Root key from which encryption keys are derived. Generated into
     /// `<data_dir>/secrets/master.key` (mode 0600) when not given.
     pub master_key: Option<Secret>,
+    /// Former master keys, still accepted to open what they sealed (key rotation).
+    pub previous_master_keys: Vec<Secret>,
 }
 
 /// How to reach the SMTP relay.

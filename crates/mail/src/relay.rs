@@ -111,3 +111,88 @@ impl JobHandler for Deliver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use oppidum_core::config::MailConfig;
+    use oppidum_core::time::SystemClock;
+    use oppidum_store::jobs::JobQueue;
+    use oppidum_store::{Db, EventBus};
+
+    use super::*;
+    use crate::outbox::NewMail;
+
+    /// A relay nobody listens on: any attempt to send fails.
+    fn dead_relay() -> Relay {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9);
+        let config = RelayConfig {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            tls: SmtpTls::None,
+            timeout_secs: 2,
+            ..RelayConfig::default()
+        };
+        Relay::new(&config).expect("relay")
+    }
+
+    #[tokio::test]
+    async fn relay_never_resends_an_accepted_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()), &Default::default())
+            .await
+            .expect("db");
+        db.migrate().await.expect("migrate");
+        let clock: Arc<dyn oppidum_core::time::Clock> = Arc::new(SystemClock);
+        let queue = JobQueue::new(db.clone(), clock.clone(), EventBus::new(Uuid::now_v7(), None), 3);
+        let mailer = Mailer::new(db.clone(), queue.clone(), MailConfig::default(), clock, false);
+        let id = mailer
+            .send(NewMail {
+                org: None,
+                to: "a@x.example".into(),
+                subject: "s".into(),
+                text: "t".into(),
+                html: None,
+                template: None,
+            })
+            .await
+            .expect("queued");
+        // The relay accepted it, then the process died before completing the job.
+        mailer.mark_sent(id, "250 OK").await.expect("mark");
+        let job = queue
+            .enqueue(oppidum_store::jobs::NewJob::new(crate::outbox::DELIVER_KIND, serde_json::json!({ "id": id })))
+            .await
+            .expect("enqueue")
+            .expect("id");
+        let job = queue.get(job).await.expect("get").expect("job");
+        let deliver = Deliver { mailer: mailer.clone(), relay: dead_relay() };
+        // Succeeds without touching the (dead) relay.
+        deliver.run(&job).await.expect("no second send");
+        assert_eq!(mailer.get(id).await.expect("get").expect("message").relay_response.as_deref(), Some("250 OK"));
+
+        // A queued message with the relay down: retried, not lost.
+        let id = mailer
+            .send(NewMail {
+                org: None,
+                to: "b@x.example".into(),
+                subject: "s".into(),
+                text: "t".into(),
+                html: None,
+                template: None,
+            })
+            .await
+            .expect("queued");
+        let job = queue
+            .enqueue(oppidum_store::jobs::NewJob::new(crate::outbox::DELIVER_KIND, serde_json::json!({ "id": id })))
+            .await
+            .expect("enqueue")
+            .expect("id");
+        let job = queue.get(job).await.expect("get").expect("job");
+        assert!(matches!(deliver.run(&job).await, Err(JobError::Retry(_))));
+        let message = mailer.get(id).await.expect("get").expect("message");
+        assert_eq!(message.status, "queued");
+        assert!(message.last_error.is_some());
+    }
+}

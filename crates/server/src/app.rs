@@ -114,7 +114,8 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
 /// The identity service as configured. Needs `secrets.master_key` (set by `prepare_data_dir`).
 pub fn identity_service(config: &Config, db: &Db, clock: Arc<dyn Clock>, mailer: Mailer) -> anyhow::Result<Identity> {
     let master = config.secrets.master_key.as_ref().context("secrets.master_key is not set")?;
-    let vault = Vault::from_master_key(master.expose());
+    let previous: Vec<&str> = config.secrets.previous_master_keys.iter().map(|k| k.expose()).collect();
+    let vault = Vault::with_previous(master.expose(), &previous);
     let base_url = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.http.listen));
     Ok(Identity::new(db.clone(), vault, clock, config.identity.clone(), config.token_issuer(), mailer, base_url))
 }

@@ -145,11 +145,44 @@ impl Identity {
             return Ok(LoginResponse::Mfa(challenge));
         }
         repo::touch_login(&self.db, user.id, now).await?;
+        self.notify_new_device(&user, client).await;
         let tx = self.db.begin().await?;
         let response = self.open_session(tx, user, org, client, vec!["pwd".into()]).await?;
         event.outcome = Outcome::Success;
         self.record(self.about_user(event, response.user.id).await).await;
         Ok(LoginResponse::Tokens(Box::new(response)))
+    }
+
+    /// Tells the user when their account is used from a device (user agent) it has not seen.
+    pub(crate) async fn notify_new_device(&self, user: &User, client: &ClientInfo) {
+        let Some(agent) = client.user_agent.as_deref() else { return };
+        let counts: Result<(i64, i64), _> = self
+            .db
+            .query(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN user_agent = $2 THEN 1 ELSE 0 END), 0) FROM sessions \
+                 WHERE user_id = $1",
+            )
+            .bind(user.id)
+            .bind(agent)
+            .fetch_one()
+            .await;
+        let Ok((sessions, known)) = counts else { return };
+        if sessions == 0 || known > 0 {
+            return;
+        }
+        let vars = serde_json::json!({
+            "name": user.name,
+            "ip": client.ip.clone().unwrap_or_else(|| "unknown".into()),
+            "user_agent": agent.chars().take(200).collect::<String>(),
+            "at": self.now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        });
+        if let Err(err) = self
+            .mailer
+            .send_template(Some(user.home_org_id), &user.email, "new_device", user.locale.as_deref(), &vars)
+            .await
+        {
+            tracing::error!(error = %err, "could not queue the new-device notice");
+        }
     }
 
     pub(crate) async fn open_session(

@@ -431,6 +431,7 @@ impl Identity {
             .execute()
             .await?;
         let session_client = ClientInfo { ip: challenge.ip.clone(), user_agent: challenge.user_agent.clone() };
+        self.notify_new_device(&user, &session_client).await;
         let org = challenge.org_id.unwrap_or(user.home_org_id);
         let tx = self.db.begin().await?;
         let response = self.open_session(tx, user, org, &session_client, amr).await?;

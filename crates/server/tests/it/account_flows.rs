@@ -86,6 +86,29 @@ async fn password_reset_by_mail(backend: Backend) {
     );
     let audit = json(server.get_as("/api/audit?action=auth.password_reset", &admin).await).await;
     assert_eq!(audit["items"].as_array().expect("items").len(), 1);
+
+    // A sign-in from a device the account has not used before is reported.
+    let from_new_device = server
+        .client
+        .post(server.url("/api/auth/login"))
+        .header("user-agent", "Thunderbird/140")
+        .json(&json!({"email": "u@example.org", "password": "a brand new passphrase"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(from_new_device.status(), 200);
+    let mut noticed = false;
+    for _ in 0..100 {
+        noticed = peer
+            .messages_to("u@example.org")
+            .iter()
+            .any(|m| m.contains("New sign-in") && m.contains("Thunderbird/140"));
+        if noticed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(noticed, "no new-device notice");
 }
 both!(password_reset_by_mail);
 
