@@ -20,7 +20,7 @@ pub const MAX_RECIPIENTS: usize = 1_000;
 
 /// Every mail route, documented.
 pub fn routes() -> OpenApiRouter<Mailer> {
-    OpenApiRouter::new().routes(routes!(send))
+    OpenApiRouter::new().routes(routes!(send)).routes(routes!(put_template))
 }
 
 /// A message: either `template` (+ `variables`, `locale`) or `subject` + `text` (+ `html`).
@@ -107,4 +107,46 @@ async fn send_for(mailer: &Mailer, principal: &Principal, body: SendRequest) -> 
         }
     }
     Ok(SendResponse { ids })
+}
+
+/// An organization's version of a built-in template.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateOverride {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Values every template may use; an override using anything else is refused.
+fn sample_variables() -> serde_json::Value {
+    serde_json::json!({
+        "name": "Ada", "link": "https://example.org/x?token=t", "org_name": "Example", "inviter": "Grace",
+        "role": "member", "new_email": "new@example.org", "code": "123456", "ip": "192.0.2.1",
+        "user_agent": "Browser", "at": "2026-01-01 00:00 UTC",
+    })
+}
+
+/// Replaces a built-in template for your current organization (`orgs.manage`).
+#[utoipa::path(put, path = "/api/mail/templates/{name}/{locale}", tag = "mail",
+    params(("name" = String, Path), ("locale" = String, Path)), request_body = TemplateOverride,
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 422, description = "`template_error`", body = ErrorBody)))]
+pub async fn put_template(
+    State(mailer): State<Mailer>,
+    principal: Principal,
+    axum::extract::Path((name, locale)): axum::extract::Path<(String, String)>,
+    Json(body): Json<TemplateOverride>,
+) -> Result<StatusCode, Error> {
+    if !principal.can("orgs.manage") {
+        return Err(MailError::Forbidden("You need the `orgs.manage` permission.".into()).into());
+    }
+    if body.subject.len() > 998 || body.text.len() > 100_000 || body.html.len() > 200_000 {
+        return Err(MailError::Invalid("template_too_large", "The template is too large.".into()).into());
+    }
+    let parts = (body.subject.as_str(), body.text.as_str(), body.html.as_str());
+    mailer
+        .templates()
+        .set_override(principal.org_id, &name, &locale, parts, &sample_variables(), chrono::Utc::now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

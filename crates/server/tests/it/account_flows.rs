@@ -245,3 +245,50 @@ async fn verification_policy_and_email_change(backend: Backend) {
     assert_eq!(audit["items"].as_array().expect("items").len(), 1);
 }
 both!(verification_policy_and_email_change);
+
+async fn organizations_override_mail_templates(backend: Backend) {
+    let Some((peer, _site, server, admin, root)) = setup(backend, "organizations_override_mail_templates", &[]).await
+    else {
+        return;
+    };
+    let custom = json!({"subject": "Bienvenue chez {{ org_name }}, {{ name }}", "text": "Set it: {{ link }}", "html": "<p>{{ name }}</p><a href=\"{{ link }}\">go</a>"});
+    let put = server.send(Method::PUT, "/api/mail/templates/welcome/en", Some(&admin), Some(custom)).await;
+    assert_eq!(put.status(), 204);
+    let bad = server
+        .send(
+            Method::PUT,
+            "/api/mail/templates/welcome/en",
+            Some(&admin),
+            Some(json!({"subject": "{{ nope }}", "text": "t", "html": "h"})),
+        )
+        .await;
+    assert_eq!(json(bad).await["code"], "template_error");
+    let created = server
+        .post_json("/api/users", Some(&admin), json!({"email": "t@example.org", "name": "Tess", "org_id": root}))
+        .await;
+    assert_eq!(created.status(), 201);
+    peer.token_for("t@example.org", 0).await;
+    let message = peer.messages_to("t@example.org").pop().expect("welcome");
+    assert!(message.contains("Tess"), "{message}");
+    assert!(message.contains("Subject: =?utf-8?") || message.contains("Bienvenue chez Root"), "{message}");
+    // Without orgs.manage: refused.
+    let member = server
+        .post_json(
+            "/api/users",
+            Some(&admin),
+            json!({"email": "m@example.org", "name": "M", "password": PASSWORD, "org_id": root}),
+        )
+        .await;
+    assert_eq!(member.status(), 201);
+    let m = server.login("m@example.org", PASSWORD).await;
+    let denied = server
+        .send(
+            Method::PUT,
+            "/api/mail/templates/welcome/en",
+            Some(&m.access),
+            Some(json!({"subject": "s", "text": "t", "html": "h"})),
+        )
+        .await;
+    assert_eq!(denied.status(), 403);
+}
+both!(organizations_override_mail_templates);
