@@ -41,6 +41,9 @@ pub struct Org {
     pub kind: String,
     /// Users living here must verify their email address before they can sign in.
     pub require_verified_email: bool,
+    /// Roles whose holders here must use a second factor.
+    #[schema(value_type = Vec<String>)]
+    pub mfa_required_roles: Json<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -204,6 +207,8 @@ pub struct UpdateOrgRequest {
     pub name: Option<String>,
     pub kind: Option<String>,
     pub require_verified_email: Option<bool>,
+    /// Roles that must use 2FA here (default: owner and admin).
+    pub mfa_required_roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

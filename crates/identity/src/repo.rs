@@ -137,22 +137,22 @@ const LIST_USERS_SQLITE: &str = "SELECT u.id, u.email, u.name, u.password_hash, 
        AND ($3 IS NULL OR u.id > $3) ORDER BY u.id LIMIT $4";
 
 pub async fn get_org(db: &Db, id: Uuid) -> Result<Option<Org>, StoreError> {
-    db.query("SELECT id, parent_id, path, name, kind, require_verified_email, created_at, updated_at FROM orgs WHERE id = $1")
+    db.query("SELECT id, parent_id, path, name, kind, require_verified_email, mfa_required_roles, created_at, updated_at FROM orgs WHERE id = $1")
         .bind(id)
         .fetch_optional()
         .await
 }
 
 pub async fn root_org(db: &Db) -> Result<Option<Org>, StoreError> {
-    db.query("SELECT id, parent_id, path, name, kind, require_verified_email, created_at, updated_at FROM orgs WHERE parent_id IS NULL")
+    db.query("SELECT id, parent_id, path, name, kind, require_verified_email, mfa_required_roles, created_at, updated_at FROM orgs WHERE parent_id IS NULL")
         .fetch_optional()
         .await
 }
 
 pub async fn insert_org(db: &Db, org: &Org) -> Result<(), StoreError> {
     db.query(
-        "INSERT INTO orgs (id, parent_id, path, name, kind, require_verified_email, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        "INSERT INTO orgs (id, parent_id, path, name, kind, require_verified_email, mfa_required_roles, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7)",
     )
     .bind(org.id)
     .bind(org.parent_id)
@@ -161,6 +161,7 @@ pub async fn insert_org(db: &Db, org: &Org) -> Result<(), StoreError> {
     .bind(org.kind.as_str())
     .bind(org.require_verified_email)
     .bind(org.created_at)
+    .bind(serde_json::Value::from(org.mfa_required_roles.0.clone()))
     .execute()
     .await?;
     Ok(())
@@ -172,17 +173,20 @@ pub async fn update_org(
     name: Option<&str>,
     kind: Option<&str>,
     require_verified_email: Option<bool>,
+    mfa_required_roles: Option<&[String]>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     db.query(
         "UPDATE orgs SET name = COALESCE($2, name), kind = COALESCE($3, kind), \
-         require_verified_email = COALESCE($5, require_verified_email), updated_at = $4 WHERE id = $1",
+         require_verified_email = COALESCE($5, require_verified_email), \
+         mfa_required_roles = COALESCE($6, mfa_required_roles), updated_at = $4 WHERE id = $1",
     )
     .bind(id)
     .bind(name)
     .bind(kind)
     .bind(now)
     .bind(require_verified_email)
+    .bind(mfa_required_roles.map(|r| serde_json::Value::from(r.to_vec())))
     .execute()
     .await?;
     Ok(())
@@ -207,7 +211,7 @@ pub async fn org_in_use(db: &Db, id: Uuid) -> Result<bool, StoreError> {
 /// Organizations inside the subtree rooted at `path`.
 pub async fn orgs_under(tx: &mut Tx, path: &str) -> Result<Vec<Org>, StoreError> {
     tx.query(
-        "SELECT id, parent_id, path, name, kind, require_verified_email, created_at, updated_at FROM orgs \
+        "SELECT id, parent_id, path, name, kind, require_verified_email, mfa_required_roles, created_at, updated_at FROM orgs \
          WHERE substr(path, 1, length($1)) = $1 ORDER BY path",
     )
     .bind(path)

@@ -63,6 +63,7 @@ impl Identity {
             name,
             kind,
             require_verified_email: parent.require_verified_email,
+            mfa_required_roles: parent.mfa_required_roles.clone(),
             created_at: now,
             updated_at: now,
         };
@@ -75,14 +76,31 @@ impl Identity {
         let name = request.name.as_deref().map(|n| normalize_name(n, "organization name")).transpose()?;
         let kind = request.kind.as_deref().map(normalize_kind).transpose()?;
         self.authorize(principal, id, ORGS_MANAGE).await?;
-        repo::update_org(&self.db, id, name.as_deref(), kind.as_deref(), request.require_verified_email, self.now())
-            .await?;
+        if let Some(roles) = &request.mfa_required_roles
+            && let Some(bad) =
+                roles.iter().find(|r| permissions::builtin(r).is_none() && !permissions::is_valid_role_name(r))
+        {
+            return Err(IdentityError::Invalid("unknown_role", format!("`{bad}` is not a role name.")));
+        }
+        repo::update_org(
+            &self.db,
+            id,
+            name.as_deref(),
+            kind.as_deref(),
+            request.require_verified_email,
+            request.mfa_required_roles.as_deref(),
+            self.now(),
+        )
+        .await?;
         let org = repo::get_org(&self.db, id).await?.ok_or(IdentityError::NotFound("organization"))?;
         self.org_event(
             principal,
             "org.update",
             &org,
-            serde_json::json!({ "name": name, "kind": kind, "require_verified_email": request.require_verified_email }),
+            serde_json::json!({
+                "name": name, "kind": kind, "require_verified_email": request.require_verified_email,
+                "mfa_required_roles": request.mfa_required_roles,
+            }),
         )
         .await;
         Ok(org)

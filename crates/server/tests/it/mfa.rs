@@ -195,3 +195,54 @@ async fn administrators_reset_second_factors(backend: Backend) {
     assert_eq!(audit["items"].as_array().expect("items").len(), 1);
 }
 both!(administrators_reset_second_factors);
+
+async fn organizations_choose_roles_that_need_two_factors(backend: Backend) {
+    if !pyotp_available() {
+        return;
+    }
+    let site = crate::harness::Site::new(backend).await.with("OPPIDUM_IDENTITY__MFA_ENFORCEMENT", "true");
+    site.create_admin("root@example.org", PASSWORD);
+    let created = site.cli_with_stdin(
+        &["admin", "create-user", "--email", "m@example.org", "--role", "member", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(created.status.success());
+    let server = site.start().await;
+    let login =
+        |email: &'static str| server.post_json("/api/auth/login", None, json!({"email": email, "password": PASSWORD}));
+    // The instance administrator enrols at first sign-in.
+    let challenge = json(login("root@example.org").await).await;
+    let token = challenge["mfa_token"].as_str().expect("token").to_owned();
+    let setup = json(server.post_json("/api/auth/2fa/enroll", None, json!({"mfa_token": token})).await).await;
+    let code = pyotp_now(setup["otpauth_uri"].as_str().expect("uri"));
+    let done =
+        json(server.post_json("/api/auth/2fa/verify", None, json!({"mfa_token": token, "code": code})).await).await;
+    let admin = done["access_token"].as_str().expect("access").to_owned();
+    // Members need no second factor by default…
+    assert!(json(login("m@example.org").await).await["access_token"].is_string());
+    // …until their organization says so.
+    let root = json(server.get_as("/api/auth/me", &admin).await).await["org"]["id"].as_str().expect("org").to_owned();
+    let bad = server
+        .send(
+            Method::PATCH,
+            &format!("/api/orgs/{root}"),
+            Some(&admin),
+            Some(json!({"mfa_required_roles": ["Not A Role"]})),
+        )
+        .await;
+    assert_eq!(json(bad).await["code"], "unknown_role");
+    let set = server
+        .send(
+            Method::PATCH,
+            &format!("/api/orgs/{root}"),
+            Some(&admin),
+            Some(json!({"mfa_required_roles": ["owner", "admin", "member"]})),
+        )
+        .await;
+    assert_eq!(set.status(), 200);
+    assert_eq!(json(set).await["mfa_required_roles"], json!(["owner", "admin", "member"]));
+    let member = json(login("m@example.org").await).await;
+    assert_eq!(member["mfa_required"], true);
+    assert_eq!(member["methods"], json!(["enroll", "email_code"]));
+}
+both!(organizations_choose_roles_that_need_two_factors);
