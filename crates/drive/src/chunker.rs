@@ -1,0 +1,111 @@
+//! Content-defined chunking: FastCDC (2020) over a byte stream, with BLAKE3 addresses.
+//!
+//! The size parameters are part of the storage format: changing them changes where chunk
+//! boundaries fall, so existing content would stop deduplicating against new uploads. Never change
+//! them silently.
+
+use bytes::Bytes;
+use fastcdc::v2020::AsyncStreamCDC;
+use futures::{Stream, StreamExt, TryStreamExt};
+use oppidum_store::ByteStream;
+use tokio_util::io::StreamReader;
+
+/// Smallest chunk, except the last one of a file.
+pub const MIN_CHUNK: usize = 64 * 1024;
+/// Average chunk size.
+pub const AVG_CHUNK: usize = 256 * 1024;
+/// Largest chunk: bounds the memory an upload holds at once.
+pub const MAX_CHUNK: usize = 1024 * 1024;
+
+/// One chunk of content.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// BLAKE3 of `data`, hex.
+    pub hash: String,
+    pub offset: u64,
+    pub data: Bytes,
+}
+
+/// Splits `body` into content-defined chunks as it streams; memory is bounded by `MAX_CHUNK`.
+pub fn chunks(body: ByteStream) -> impl Stream<Item = Result<Chunk, std::io::Error>> {
+    let reader = StreamReader::new(body);
+    futures::stream::once(async move { AsyncStreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) })
+        .flat_map(|mut cdc| {
+            // The chunker borrows itself while streaming: drive it to a channel of owned chunks.
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(async move {
+                let mut stream = std::pin::pin!(cdc.as_stream());
+                while let Some(item) = stream.next().await {
+                    let item = item.map_err(|e| std::io::Error::other(e.to_string())).map(|c| Chunk {
+                        hash: blake3::hash(&c.data).to_hex().to_string(),
+                        offset: c.offset,
+                        data: Bytes::from(c.data),
+                    });
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+        })
+        .into_stream()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: u64) -> Vec<u8> {
+        // Deterministic pseudo-random bytes (xorshift), so chunk boundaries are content-defined.
+        let mut x = seed.max(1);
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    async fn chunk_all(bytes: Vec<u8>, piece: usize) -> Vec<Chunk> {
+        let parts: Vec<Result<Bytes, std::io::Error>> =
+            bytes.chunks(piece).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        chunks(futures::stream::iter(parts).boxed()).try_collect().await.expect("chunks")
+    }
+
+    #[tokio::test]
+    async fn chunker_is_content_defined_and_lossless() {
+        let original = data(5 * 1024 * 1024, 7);
+        let a = chunk_all(original.clone(), 4096).await;
+        // The way the stream is cut into pieces does not move boundaries.
+        let b = chunk_all(original.clone(), 65_537).await;
+        assert_eq!(a.iter().map(|c| &c.hash).collect::<Vec<_>>(), b.iter().map(|c| &c.hash).collect::<Vec<_>>());
+        let joined: Vec<u8> = a.iter().flat_map(|c| c.data.iter().copied()).collect();
+        assert_eq!(joined, original);
+        assert!(a.iter().all(|c| c.data.len() <= MAX_CHUNK));
+        assert!(a.len() >= 10, "{} chunks", a.len());
+    }
+
+    #[tokio::test]
+    async fn chunker_localizes_edits() {
+        let original = data(4 * 1024 * 1024, 11);
+        let mut edited = original.clone();
+        // Insert 100 bytes in the middle: only nearby chunks change.
+        edited.splice(2_000_000..2_000_000, std::iter::repeat_n(42_u8, 100));
+        let a = chunk_all(original, 8192).await;
+        let b = chunk_all(edited, 8192).await;
+        let before: std::collections::HashSet<_> = a.iter().map(|c| c.hash.clone()).collect();
+        let reused = b.iter().filter(|c| before.contains(&c.hash)).count();
+        assert!(reused + 2 >= b.len(), "only {reused} of {} chunks reused", b.len());
+    }
+
+    #[tokio::test]
+    async fn chunker_handles_empty_and_tiny_inputs() {
+        assert!(chunk_all(Vec::new(), 10).await.is_empty());
+        let tiny = chunk_all(b"hello".to_vec(), 2).await;
+        assert_eq!(tiny.len(), 1);
+        assert_eq!(tiny[0].hash, blake3::hash(b"hello").to_hex().to_string());
+    }
+}

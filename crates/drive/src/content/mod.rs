@@ -1,0 +1,229 @@
+//! The content store: ingests a byte stream into deduplicated chunks, records the ordered chunk
+//! list as a manifest, streams contents back (whole or a byte range), and collects chunks no
+//! manifest references.
+//!
+//! Safety against concurrent collection: reusing a chunk bumps its `touched_at`, and collection
+//! deletes only chunks untouched for the grace period and unreferenced, in one conditional
+//! statement; a missing chunk is written under a fresh blob key, so deleting an old copy never
+//! removes a new one. A manifest is committed only after all its chunks are stored.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Duration;
+use futures::{StreamExt, TryStreamExt};
+use oppidum_core::time::Clock;
+use oppidum_store::{BlobStore, ByteStream, Db};
+use uuid::Uuid;
+
+use crate::chunker;
+use crate::error::DriveError;
+
+/// What an ingested content is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// BLAKE3 of the whole content, hex: the strong ETag.
+    pub hash: String,
+    pub size: u64,
+    /// Chunk hashes and sizes, in order.
+    pub chunks: Vec<(String, u64)>,
+    /// Bytes this ingest added to the blob store (0 when every chunk existed).
+    pub new_bytes: u64,
+}
+
+/// Stores and reads deduplicated content; cheap to clone.
+#[derive(Clone)]
+pub struct ContentStore {
+    db: Db,
+    blobs: Arc<dyn BlobStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ContentStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentStore").finish_non_exhaustive()
+    }
+}
+
+impl ContentStore {
+    pub fn new(db: Db, blobs: Arc<dyn BlobStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { db, blobs, clock }
+    }
+
+    /// Chunks and stores `body`, at most `limit` bytes. Nothing is visible until
+    /// [`ContentStore::commit`]; chunks of an abandoned ingest are collected later.
+    pub async fn ingest(&self, body: ByteStream, limit: u64) -> Result<Manifest, DriveError> {
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0_u64;
+        let mut new_bytes = 0_u64;
+        let mut list = Vec::new();
+        let mut stream = std::pin::pin!(chunker::chunks(body));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(DriveError::Upload)?;
+            size += chunk.data.len() as u64;
+            if size > limit {
+                return Err(DriveError::TooLarge(limit));
+            }
+            hasher.update(&chunk.data);
+            new_bytes += self.store_chunk(&chunk.hash, chunk.data.clone()).await?;
+            list.push((chunk.hash, chunk.data.len() as u64));
+        }
+        Ok(Manifest { hash: hasher.finalize().to_hex().to_string(), size, chunks: list, new_bytes })
+    }
+
+    /// Makes sure the chunk is stored; returns the bytes written (0 when it existed).
+    async fn store_chunk(&self, hash: &str, data: Bytes) -> Result<u64, DriveError> {
+        let now = self.clock.now();
+        let touched = self
+            .db
+            .query("UPDATE drive_chunks SET touched_at = $2 WHERE hash = $1")
+            .bind(hash)
+            .bind(now)
+            .execute()
+            .await?;
+        if touched == 1 {
+            return Ok(0);
+        }
+        let key = format!("chunks/{}/{hash}/{}", &hash[..2], Uuid::now_v7().simple());
+        let len = data.len() as u64;
+        self.blobs.put_bytes(&key, data).await?;
+        let inserted = self
+            .db
+            .query(
+                "INSERT INTO drive_chunks (hash, size, stored_size, blob_key, touched_at) VALUES ($1, $2, $2, $3, $4) \
+                 ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(hash)
+            .bind(i64::try_from(len).unwrap_or(i64::MAX))
+            .bind(key.as_str())
+            .bind(now)
+            .execute()
+            .await?;
+        if inserted == 0 {
+            // Another upload stored it meanwhile: keep theirs.
+            self.blobs.delete(&key).await?;
+            self.db
+                .query("UPDATE drive_chunks SET touched_at = $2 WHERE hash = $1")
+                .bind(hash)
+                .bind(now)
+                .execute()
+                .await?;
+            return Ok(0);
+        }
+        Ok(len)
+    }
+
+    /// Records a manifest; from now on its chunks are safe from collection.
+    pub async fn commit(&self, manifest: &Manifest) -> Result<Uuid, DriveError> {
+        let id = Uuid::now_v7();
+        let mut tx = self.db.begin().await?;
+        tx.query("INSERT INTO drive_manifests (id, hash, size, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(manifest.hash.as_str())
+            .bind(i64::try_from(manifest.size).unwrap_or(i64::MAX))
+            .bind(self.clock.now())
+            .execute()
+            .await?;
+        for (seq, (hash, size)) in manifest.chunks.iter().enumerate() {
+            tx.query("INSERT INTO drive_manifest_chunks (manifest_id, seq, chunk_hash, size) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                .bind(hash.as_str())
+                .bind(i64::try_from(*size).unwrap_or(i64::MAX))
+                .execute()
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Forgets a manifest (its chunks become collectable once nothing else uses them).
+    pub async fn delete(&self, manifest: Uuid) -> Result<(), DriveError> {
+        self.db.query("DELETE FROM drive_manifests WHERE id = $1").bind(manifest).execute().await?;
+        Ok(())
+    }
+
+    /// Streams the content of `manifest`, or the byte `range` of it, a chunk at a time.
+    pub async fn read(&self, manifest: Uuid, range: Option<Range<u64>>) -> Result<ByteStream, DriveError> {
+        let rows: Vec<(i64, String)> = self
+            .db
+            .query(
+                "SELECT mc.size, c.blob_key FROM drive_manifest_chunks mc JOIN drive_chunks c ON c.hash = mc.chunk_hash \
+                 WHERE mc.manifest_id = $1 ORDER BY mc.seq",
+            )
+            .bind(manifest)
+            .fetch_all()
+            .await?;
+        let total: u64 = rows.iter().map(|(size, _)| u64::try_from(*size).unwrap_or(0)).sum();
+        let range = range.unwrap_or(0..total);
+        let mut plan = Vec::new();
+        let mut offset = 0_u64;
+        for (size, key) in rows {
+            let size = u64::try_from(size).unwrap_or(0);
+            let (start, end) = (offset, offset + size);
+            offset = end;
+            if end <= range.start || start >= range.end {
+                continue;
+            }
+            let from = range.start.saturating_sub(start);
+            let to = size - end.saturating_sub(range.end);
+            plan.push((key, from..to, size));
+        }
+        let blobs = self.blobs.clone();
+        let stream = futures::stream::iter(plan)
+            .then(move |(key, part, size)| {
+                let blobs = blobs.clone();
+                async move {
+                    let whole = part.start == 0 && part.end == size;
+                    let read = blobs.get(&key, (!whole).then_some(part)).await.map_err(std::io::Error::other)?;
+                    Ok::<_, std::io::Error>(read.body)
+                }
+            })
+            .try_flatten();
+        Ok(stream.boxed())
+    }
+
+    /// Deletes chunks that no manifest references and no upload touched within `grace`.
+    /// Returns how many.
+    pub async fn collect_garbage(&self, grace: Duration) -> Result<u64, DriveError> {
+        let cutoff = self.clock.now() - grace;
+        let candidates: Vec<(String,)> = self
+            .db
+            .query(
+                "SELECT hash FROM drive_chunks c WHERE touched_at < $1 AND NOT EXISTS \
+                 (SELECT 1 FROM drive_manifest_chunks mc WHERE mc.chunk_hash = c.hash) LIMIT 10000",
+            )
+            .bind(cutoff)
+            .fetch_all()
+            .await?;
+        let mut collected = 0;
+        for (hash,) in candidates {
+            let deleted: Option<(String,)> = self
+                .db
+                .query(
+                    "DELETE FROM drive_chunks WHERE hash = $1 AND touched_at < $2 AND NOT EXISTS \
+                     (SELECT 1 FROM drive_manifest_chunks mc WHERE mc.chunk_hash = $1) RETURNING blob_key",
+                )
+                .bind(hash.as_str())
+                .bind(cutoff)
+                .fetch_optional()
+                .await?;
+            if let Some((key,)) = deleted {
+                self.blobs.delete(&key).await?;
+                collected += 1;
+            }
+        }
+        Ok(collected)
+    }
+
+    /// Bytes held in the blob store by chunks.
+    pub async fn stored_bytes(&self) -> Result<u64, DriveError> {
+        let (bytes,): (i64,) =
+            self.db.query("SELECT CAST(COALESCE(SUM(stored_size), 0) AS BIGINT) FROM drive_chunks").fetch_one().await?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+//! The content store on SQLite and (when configured) PostgreSQL.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{Duration, Utc};
+use futures::{StreamExt, TryStreamExt};
+use oppidum_core::time::ManualClock;
+use oppidum_store::blob::ObjectBlobStore;
+use oppidum_store::{ByteStream, Db};
+
+use super::*;
+
+struct Fixture {
+    store: ContentStore,
+    clock: Arc<ManualClock>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn fixtures(test: &str) -> Vec<Fixture> {
+    let mut urls = Vec::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    urls.push((format!("sqlite://{}", dir.path().join("t.db").display()), Some(dir)));
+    if let Some(admin) = oppidum_store::testing::postgres_admin_url(test) {
+        urls.push((oppidum_store::testing::create_postgres_database(&admin).await, None));
+    }
+    let mut out = Vec::new();
+    for (url, dir) in urls {
+        let db = Db::connect(&url, &Default::default()).await.expect("db");
+        db.migrate().await.expect("migrate");
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let store = ContentStore::new(db, Arc::new(ObjectBlobStore::memory()), clock.clone());
+        out.push(Fixture { store, clock, _dir: dir });
+    }
+    out
+}
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn body(bytes: &[u8]) -> ByteStream {
+    let parts: Vec<Result<Bytes, std::io::Error>> =
+        bytes.chunks(100_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    futures::stream::iter(parts).boxed()
+}
+
+async fn read_all(store: &ContentStore, id: Uuid, range: Option<Range<u64>>) -> Vec<u8> {
+    let parts: Vec<Bytes> = store.read(id, range).await.expect("read").try_collect().await.expect("body");
+    parts.concat()
+}
+
+#[tokio::test]
+async fn content_deduplicates_and_reads_back() {
+    for f in fixtures("content_deduplicates_and_reads_back").await {
+        let original = data(3 * 1024 * 1024, 3);
+        let first = f.store.ingest(body(&original), u64::MAX).await.expect("ingest");
+        assert_eq!(first.size, original.len() as u64);
+        assert_eq!(first.hash, blake3::hash(&original).to_hex().to_string());
+        assert_eq!(first.new_bytes, first.size);
+        let id = f.store.commit(&first).await.expect("commit");
+        assert_eq!(read_all(&f.store, id, None).await, original);
+        assert_eq!(read_all(&f.store, id, Some(1_000_000..1_000_010)).await, original[1_000_000..1_000_010].to_vec());
+        let tail = original.len() as u64 - 5;
+        assert_eq!(
+            read_all(&f.store, id, Some(tail..original.len() as u64)).await,
+            original[original.len() - 5..].to_vec()
+        );
+
+        // The same content again stores nothing new.
+        let again = f.store.ingest(body(&original), u64::MAX).await.expect("ingest");
+        assert_eq!(again.new_bytes, 0);
+        assert_eq!(again.chunks, first.chunks);
+
+        // A 1 % edit stores only the chunks around it.
+        let mut edited = original.clone();
+        for b in &mut edited[1_500_000..1_531_000] {
+            *b = b.wrapping_add(1);
+        }
+        let changed = f.store.ingest(body(&edited), u64::MAX).await.expect("ingest");
+        assert!(changed.new_bytes < first.size / 4, "stored {} of {}", changed.new_bytes, first.size);
+        let id2 = f.store.commit(&changed).await.expect("commit");
+        assert_eq!(read_all(&f.store, id2, None).await, edited);
+        assert!(f.store.stored_bytes().await.expect("stored") < 2 * first.size);
+    }
+}
+
+#[tokio::test]
+async fn content_limit_and_garbage_collection() {
+    for f in fixtures("content_limit_and_garbage_collection").await {
+        let bytes = data(2 * 1024 * 1024, 5);
+        assert!(matches!(f.store.ingest(body(&bytes), 1024 * 1024).await, Err(DriveError::TooLarge(_))));
+        // The aborted upload left chunks; they survive the grace period, then go.
+        assert!(f.store.stored_bytes().await.expect("stored") > 0);
+        assert_eq!(f.store.collect_garbage(Duration::hours(1)).await.expect("gc"), 0, "collected within grace");
+        f.clock.advance(Duration::hours(2));
+        assert!(f.store.collect_garbage(Duration::hours(1)).await.expect("gc") > 0);
+        assert_eq!(f.store.stored_bytes().await.expect("stored"), 0);
+
+        // Referenced chunks are never collected; a reused chunk is protected again by the touch.
+        let manifest = f.store.ingest(body(&bytes), u64::MAX).await.expect("ingest");
+        let id = f.store.commit(&manifest).await.expect("commit");
+        f.clock.advance(Duration::hours(2));
+        assert_eq!(f.store.collect_garbage(Duration::hours(1)).await.expect("gc"), 0);
+        assert_eq!(read_all(&f.store, id, None).await, bytes);
+        f.store.delete(id).await.expect("delete");
+        // An upload in progress reuses the now unreferenced chunks: its touch saves them.
+        let pending = f.store.ingest(body(&bytes), u64::MAX).await.expect("ingest");
+        assert_eq!(pending.new_bytes, 0);
+        assert_eq!(f.store.collect_garbage(Duration::hours(1)).await.expect("gc"), 0);
+        let id = f.store.commit(&pending).await.expect("commit");
+        assert_eq!(read_all(&f.store, id, None).await, bytes);
+    }
+}

@@ -1,0 +1,11 @@
+//! Drive: files and folders whose contents are split by content-defined chunking (FastCDC) into
+//! chunks addressed by BLAKE3 hashes, so identical chunks are stored once across every version,
+//! file, user and organization. This crate starts with the content store; files, versions,
+//! sharing and WebDAV build on it.
+
+pub mod chunker;
+pub mod content;
+pub mod error;
+
+pub use content::{ContentStore, Manifest};
+pub use error::DriveError;

@@ -1,0 +1,32 @@
+-- Drive content store: chunks addressed by their BLAKE3 hash (stored once in the blob store,
+-- whatever references them) and manifests, the ordered chunk lists of file contents. A manifest
+-- exists only once all its chunks are stored; chunks no manifest references are collected after
+-- a grace period that covers uploads in progress.
+
+CREATE TABLE drive_chunks (
+    hash        TEXT PRIMARY KEY NOT NULL,
+    size        INTEGER NOT NULL,
+    stored_size INTEGER NOT NULL,
+    -- Each upload of a missing chunk writes a fresh blob key, so a collection deleting an old
+    -- copy can never remove the blob a concurrent upload just wrote.
+    blob_key    TEXT NOT NULL,
+    -- Last time an upload stored or reused the chunk; collection spares recently touched chunks.
+    touched_at  TEXT NOT NULL
+);
+CREATE INDEX drive_chunks_touched ON drive_chunks (touched_at);
+
+CREATE TABLE drive_manifests (
+    id         BLOB PRIMARY KEY NOT NULL,
+    hash       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE drive_manifest_chunks (
+    manifest_id BLOB NOT NULL REFERENCES drive_manifests (id) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL,
+    chunk_hash  TEXT NOT NULL REFERENCES drive_chunks (hash),
+    size        INTEGER NOT NULL,
+    PRIMARY KEY (manifest_id, seq)
+);
+CREATE INDEX drive_manifest_chunks_chunk ON drive_manifest_chunks (chunk_hash);
