@@ -39,6 +39,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub identity: IdentityConfig,
     pub mail: MailConfig,
+    pub drive: DriveConfig,
 }
 
 impl Default for Config {
@@ -56,6 +57,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             identity: IdentityConfig::default(),
             mail: MailConfig::default(),
+            drive: DriveConfig::default(),
         }
     }
 }
@@ -229,6 +231,19 @@ pub struct SecretsConfig {
     pub master_key: Option<Secret>,
     /// Former master keys, still accepted to open what they sealed (key rotation).
     pub previous_master_keys: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriveConfig {
+    /// Largest file accepted (`413` beyond).
+    pub max_file_size: ByteSize,
+}
+
+impl Default for DriveConfig {
+    fn default() -> Self {
+        Self { max_file_size: ByteSize(10 << 30) }
+    }
 }
 
 /// How to reach the SMTP relay.

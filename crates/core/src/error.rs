@@ -37,6 +37,8 @@ pub enum ErrorKind {
     TooLarge,
     /// 415: the body is not in a format this endpoint reads.
     UnsupportedMediaType,
+    /// 416: the requested byte range is outside the content.
+    RangeNotSatisfiable,
     /// 422: well-formed but semantically unacceptable.
     Unprocessable,
     /// 429: too many requests; `Retry-After` says when to come back.
@@ -62,6 +64,7 @@ impl ErrorKind {
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +85,7 @@ impl ErrorKind {
             412 => Self::PreconditionFailed,
             413 => Self::TooLarge,
             415 => Self::UnsupportedMediaType,
+            416 => Self::RangeNotSatisfiable,
             422 => Self::Unprocessable,
             429 => Self::RateLimited,
             503 => Self::Unavailable,
@@ -102,6 +106,7 @@ impl ErrorKind {
             Self::PreconditionFailed => "precondition_failed",
             Self::TooLarge => "request_body_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::Unprocessable => "unprocessable",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
@@ -121,6 +126,7 @@ impl ErrorKind {
             Self::PreconditionFailed => "A precondition of the request failed.",
             Self::TooLarge => "The request body is larger than allowed.",
             Self::UnsupportedMediaType => "The request body has an unsupported content type.",
+            Self::RangeNotSatisfiable => "The requested range is outside the content.",
             Self::Unprocessable => "The request could not be processed.",
             Self::RateLimited => "Too many requests; retry later.",
             Self::Unavailable => "The service is temporarily unavailable.",
@@ -303,6 +309,7 @@ mod tests {
             ErrorKind::PreconditionFailed,
             ErrorKind::TooLarge,
             ErrorKind::UnsupportedMediaType,
+            ErrorKind::RangeNotSatisfiable,
             ErrorKind::Unprocessable,
             ErrorKind::RateLimited,
             ErrorKind::Unavailable,

@@ -14,6 +14,20 @@ pub enum DriveError {
     /// A stored chunk is missing or does not match its hash.
     #[error("stored content is damaged: {0}")]
     Corrupt(String),
+    #[error("not found")]
+    NotFound,
+    #[error("invalid name `{0}`")]
+    InvalidName(String),
+    #[error("`{0}` already exists here")]
+    NameTaken(String),
+    #[error("not a folder")]
+    NotAFolder,
+    #[error("not a file")]
+    NotAFile,
+    #[error("a folder cannot move into itself")]
+    InvalidMove,
+    #[error("the ETag does not match")]
+    PreconditionFailed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -28,6 +42,26 @@ impl From<DriveError> for Error {
             ),
             DriveError::Upload(err) => Error::invalid("invalid_request_body", format!("The upload failed: {err}.")),
             DriveError::Corrupt(_) => Error::internal(error),
+            DriveError::NotFound => Error::not_found("No such file or folder."),
+            DriveError::InvalidName(name) => Error::invalid(
+                "invalid_name",
+                format!(
+                    "`{name}` is not a valid name: no `/`, `\\`, control characters, `.` or `..`; at most 255 bytes."
+                ),
+            ),
+            DriveError::NameTaken(name) => {
+                Error::new(ErrorKind::Conflict, "name_taken", format!("`{name}` already exists in this folder."))
+            }
+            DriveError::NotAFolder => Error::invalid("not_a_folder", "The parent is not a folder."),
+            DriveError::NotAFile => Error::invalid("not_a_file", "Folders have no content."),
+            DriveError::InvalidMove => {
+                Error::invalid("invalid_move", "A folder cannot move into itself or a subfolder.")
+            }
+            DriveError::PreconditionFailed => Error::new(
+                ErrorKind::PreconditionFailed,
+                "etag_mismatch",
+                "The file changed since you read it (If-Match does not match).",
+            ),
             DriveError::Store(err) => err.into(),
         }
     }

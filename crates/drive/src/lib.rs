@@ -6,6 +6,9 @@
 pub mod chunker;
 pub mod content;
 pub mod error;
+pub mod files;
+pub mod http;
 
 pub use content::{ContentStore, Manifest};
 pub use error::DriveError;
+pub use files::Drive;

@@ -31,6 +31,7 @@ pub struct Inner {
     pub queue: JobQueue,
     pub identity: Identity,
     pub mailer: Mailer,
+    pub drive: oppidum_drive::Drive,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
     pub started: Instant,
@@ -95,6 +96,8 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
     let mailer = mailer(&config, &db, &queue, clock.clone());
     let identity = identity_service(&config, &db, clock.clone(), mailer.clone())?;
     identity.ensure_ready().await?;
+    let content = oppidum_drive::ContentStore::new(db.clone(), blobs.clone(), clock.clone());
+    let drive = oppidum_drive::Drive::new(db.clone(), content, config.drive.max_file_size.bytes());
     Ok(AppState(Arc::new(Inner {
         config,
         node,
@@ -104,6 +107,7 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
         queue,
         identity,
         mailer,
+        drive,
         clock,
         metrics,
         started: Instant::now(),

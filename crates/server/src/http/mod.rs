@@ -37,6 +37,7 @@ use crate::app::AppState;
         (name = "users", description = "User administration"),
         (name = "audit", description = "Append-only, hash-chained audit log"),
         (name = "mail", description = "Transactional mail through the durable outbox"),
+        (name = "drive", description = "Deduplicated, versioned files"),
     )
 )]
 struct ApiDoc;
@@ -59,6 +60,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(identity);
     let (_, mail) = oppidum_mail::http::routes().split_for_parts();
     doc.merge(mail);
+    let (_, drive) = oppidum_drive::http::routes().split_for_parts();
+    doc.merge(drive);
     doc
 }
 
@@ -74,11 +77,14 @@ pub fn router(state: AppState) -> Router {
     doc.merge(identity_doc);
     let (mail, mail_doc) = oppidum_mail::http::routes().split_for_parts();
     doc.merge(mail_doc);
+    let (drive, drive_doc) = oppidum_drive::http::routes().split_for_parts();
+    doc.merge(drive_doc);
     let config = &state.config;
     let app: Router = Router::new()
         .merge(system.with_state(state.clone()))
         .merge(identity.with_state(state.identity.clone()))
         .merge(mail.with_state(state.mailer.clone()))
+        .merge(drive.with_state(state.drive.clone()))
         .fallback(no_route)
         .layer(axum::Extension(Arc::new(doc)))
         .layer(DefaultBodyLimit::max(usize::try_from(config.http.body_limit.bytes()).unwrap_or(usize::MAX)))

@@ -7,6 +7,7 @@ mod harness;
 
 mod account_flows;
 mod cli;
+mod drive;
 mod http_basics;
 mod identity_audit;
 mod identity_auth;

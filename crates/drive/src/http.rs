@@ -1,0 +1,239 @@
+//! `/api/drive/*`: the JSON and content endpoints of a user's drive.
+
+use axum::Json as AxumJson;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use http::{HeaderMap, HeaderValue, header};
+use oppidum_core::error::ErrorBody;
+use oppidum_core::extract::Json;
+use oppidum_core::{Error, ErrorKind, Principal};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::files::{CreateFolder, Drive, Node, UpdateNode, Version};
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// Every drive route, documented.
+pub fn routes() -> OpenApiRouter<Drive> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(create_folder))
+        .routes(routes!(upload))
+        .routes(routes!(get, update, trash))
+        .routes(routes!(download))
+        .routes(routes!(versions))
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn with_etag(node: &Node, mut response: Response) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&node.etag()) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// The folder; absent for the top level.
+    pub parent: Option<Uuid>,
+}
+
+/// The files and folders of a folder of your drive.
+#[utoipa::path(get, path = "/api/drive/files", tag = "drive", params(ListQuery),
+    responses((status = 200, body = Vec<Node>), (status = 404, body = ErrorBody)))]
+pub async fn list(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Query(query): Query<ListQuery>,
+) -> Result<AxumJson<Vec<Node>>> {
+    Ok(AxumJson(drive.list(&principal, query.parent).await?))
+}
+
+/// Creates a folder.
+#[utoipa::path(post, path = "/api/drive/folders", tag = "drive", request_body = CreateFolder,
+    responses((status = 201, body = Node), (status = 400, description = "`invalid_name`", body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_folder(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Json(body): Json<CreateFolder>,
+) -> Result<(StatusCode, AxumJson<Node>)> {
+    Ok((StatusCode::CREATED, AxumJson(drive.create_folder(&principal, body).await?)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct UploadQuery {
+    pub parent: Option<Uuid>,
+    pub name: String,
+}
+
+/// Uploads a file (the raw request body, streamed); an existing file gets a new version.
+/// `If-Match` guards against overwriting someone else's change.
+#[utoipa::path(put, path = "/api/drive/upload", tag = "drive", params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = Node), (status = 200, body = Node), (status = 412, description = "`etag_mismatch`", body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
+pub async fn upload(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let stream = futures::StreamExt::boxed(stream);
+    let (node, created) =
+        drive.upload(&principal, query.parent, &query.name, stream, if_match(&headers).as_deref()).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(with_etag(&node, (status, AxumJson(node.clone())).into_response()))
+}
+
+#[utoipa::path(get, path = "/api/drive/files/{id}", tag = "drive", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
+pub async fn get(State(drive): State<Drive>, principal: Principal, Path(id): Path<Uuid>) -> Result<Response> {
+    let node = drive.get(&principal, id).await?;
+    Ok(with_etag(&node, AxumJson(node.clone()).into_response()))
+}
+
+/// Renames or moves (`If-Match` honoured).
+#[utoipa::path(patch, path = "/api/drive/files/{id}", tag = "drive", params(("id" = Uuid, Path)), request_body = UpdateNode,
+    responses((status = 200, body = Node), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
+pub async fn update(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    Json(body): Json<UpdateNode>,
+) -> Result<Response> {
+    let node = drive.update(&principal, id, body, if_match(&headers).as_deref()).await?;
+    Ok(with_etag(&node, AxumJson(node.clone()).into_response()))
+}
+
+/// Moves to the trash (`If-Match` honoured).
+#[utoipa::path(delete, path = "/api/drive/files/{id}", tag = "drive", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)))]
+pub async fn trash(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
+    drive.trash(&principal, id, if_match(&headers).as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DownloadQuery {
+    /// A version id; default the current one.
+    pub version: Option<Uuid>,
+}
+
+/// Parses a single `bytes=` range against `size`.
+fn parse_range(value: &str, size: u64) -> std::result::Result<std::ops::Range<u64>, ()> {
+    let spec = value.trim().strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (start, end) = spec.split_once('-').ok_or(())?;
+    let range = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            size.saturating_sub(n)..size
+        }
+        (start, "") => start.parse().map_err(|_| ())?..size,
+        (start, end) => {
+            let start: u64 = start.parse().map_err(|_| ())?;
+            let end: u64 = end.parse().map_err(|_| ())?;
+            start..end.saturating_add(1).min(size)
+        }
+    };
+    if range.start >= range.end || range.start >= size { Err(()) } else { Ok(range) }
+}
+
+/// The content, streamed; `Range` (single range) and `If-None-Match` honoured.
+#[utoipa::path(get, path = "/api/drive/files/{id}/content", tag = "drive", params(("id" = Uuid, Path), DownloadQuery),
+    responses((status = 200, description = "The content"), (status = 206, description = "A byte range"), (status = 304),
+        (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]
+pub async fn download(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    Query(query): Query<DownloadQuery>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let node = drive.get(&principal, id).await?;
+    let size = u64::try_from(node.size).unwrap_or(0);
+    if query.version.is_none()
+        && let Some(tags) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+        && tags.split(',').any(|t| t.trim() == node.etag() || t.trim() == "*")
+    {
+        return Ok(with_etag(&node, StatusCode::NOT_MODIFIED.into_response()));
+    }
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(value) if query.version.is_none() => match parse_range(value, size) {
+            Ok(range) => Some(range),
+            Err(()) => {
+                let mut response = Error::from_kind(ErrorKind::RangeNotSatisfiable).into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(response);
+            }
+        },
+        _ => None,
+    };
+    let (node, body) = drive.download(&principal, id, query.version, range.clone()).await?;
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(range) = range {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let value = format!("bytes {}-{}/{size}", range.start, range.end - 1);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&(range.end - range.start).to_string()) {
+            response.headers_mut().insert(header::CONTENT_LENGTH, v);
+        }
+    } else if let Ok(v) = HeaderValue::from_str(&size.to_string()) {
+        response.headers_mut().insert(header::CONTENT_LENGTH, v);
+    }
+    Ok(with_etag(&node, response))
+}
+
+/// The versions of a file, newest first.
+#[utoipa::path(get, path = "/api/drive/files/{id}/versions", tag = "drive", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<Version>), (status = 404, body = ErrorBody)))]
+pub async fn versions(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<AxumJson<Vec<Version>>> {
+    Ok(AxumJson(drive.versions(&principal, id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn http_ranges_parse() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok(0..10));
+        assert_eq!(parse_range("bytes=90-", 100), Ok(90..100));
+        assert_eq!(parse_range("bytes=-5", 100), Ok(95..100));
+        assert_eq!(parse_range("bytes=50-500", 100), Ok(50..100));
+        for bad in ["bytes=100-", "bytes=5-2", "items=0-1", "bytes=0-1,3-4", "bytes=x-"] {
+            assert!(parse_range(bad, 100).is_err(), "{bad}");
+        }
+    }
+}

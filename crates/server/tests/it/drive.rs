@@ -1,0 +1,172 @@
+//! Drive over HTTP: upload, versions, ranges, conditional requests, names, tenancy.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::both;
+use crate::harness::{Backend, Site, json};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+async fn drive_files_round_trip_with_versions_and_tenancy(backend: Backend) {
+    let site = Site::new(backend).await;
+    site.create_admin("root@example.org", PASSWORD);
+    let server = site.start().await;
+    let admin = server.login("root@example.org", PASSWORD).await;
+    let root =
+        json(server.get_as("/api/auth/me", &admin.access).await).await["org"]["id"].as_str().expect("org").to_owned();
+    for email in ["a@example.org", "b@example.org"] {
+        let r = server
+            .post_json(
+                "/api/users",
+                Some(&admin.access),
+                json!({"email": email, "name": email, "password": PASSWORD, "org_id": root}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let a = server.login("a@example.org", PASSWORD).await;
+    let b = server.login("b@example.org", PASSWORD).await;
+
+    let folder = server.post_json("/api/drive/folders", Some(&a.access), json!({"name": "Reports"})).await;
+    assert_eq!(folder.status(), 201);
+    let folder = json(folder).await["id"].as_str().expect("id").to_owned();
+    for bad in ["..", "a/b", "x\\\\y"] {
+        let r = server.post_json("/api/drive/folders", Some(&a.access), json!({"name": bad})).await;
+        assert_eq!(json(r).await["code"], "invalid_name", "{bad}");
+    }
+    let dup = server.post_json("/api/drive/folders", Some(&a.access), json!({"name": "Reports"})).await;
+    assert_eq!(json(dup).await["code"], "name_taken");
+
+    let v1 = content(2_500_000, 1);
+    let up = server
+        .client
+        .put(server.url(&format!("/api/drive/upload?parent={folder}&name=q3.bin")))
+        .bearer_auth(&a.access)
+        .body(v1.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(up.status(), 201);
+    let etag1 = up.headers()["etag"].to_str().expect("etag").to_owned();
+    assert_eq!(etag1, format!("\"{}\"", blake3::hash(&v1).to_hex()));
+    let file = json(up).await["id"].as_str().expect("id").to_owned();
+
+    let got = server.get_as(&format!("/api/drive/files/{file}/content"), &a.access).await;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.expect("body").to_vec(), v1);
+    let part = server
+        .client
+        .get(server.url(&format!("/api/drive/files/{file}/content")))
+        .bearer_auth(&a.access)
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], format!("bytes 1000-1999/{}", v1.len()));
+    assert_eq!(part.bytes().await.expect("body").to_vec(), v1[1000..2000].to_vec());
+    let unsatisfiable = server
+        .client
+        .get(server.url(&format!("/api/drive/files/{file}/content")))
+        .bearer_auth(&a.access)
+        .header("range", "bytes=99999999-")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(unsatisfiable.status(), 416);
+    let cached = server
+        .client
+        .get(server.url(&format!("/api/drive/files/{file}/content")))
+        .bearer_auth(&a.access)
+        .header("if-none-match", &etag1)
+        .send()
+        .await
+        .expect("304");
+    assert_eq!(cached.status(), 304);
+
+    // A new version, guarded by If-Match.
+    let mut v2 = v1.clone();
+    v2[1_234_567] ^= 0xff;
+    let stale = server
+        .client
+        .put(server.url(&format!("/api/drive/upload?parent={folder}&name=q3.bin")))
+        .bearer_auth(&a.access)
+        .header("if-match", "\"not-the-etag\"")
+        .body(v2.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(stale.status(), 412);
+    assert_eq!(json(stale).await["code"], "etag_mismatch");
+    let up2 = server
+        .client
+        .put(server.url(&format!("/api/drive/upload?parent={folder}&name=q3.bin")))
+        .bearer_auth(&a.access)
+        .header("if-match", &etag1)
+        .body(v2.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(up2.status(), 200);
+    let versions = json(server.get_as(&format!("/api/drive/files/{file}/versions"), &a.access).await).await;
+    let versions = versions.as_array().expect("versions");
+    assert_eq!(versions.len(), 2);
+    let first = versions[1]["id"].as_str().expect("id");
+    let old = server.get_as(&format!("/api/drive/files/{file}/content?version={first}"), &a.access).await;
+    assert_eq!(old.bytes().await.expect("body").to_vec(), v1, "old version intact");
+    let now = server.get_as(&format!("/api/drive/files/{file}/content"), &a.access).await;
+    assert_eq!(now.bytes().await.expect("body").to_vec(), v2);
+
+    // Another user sees none of it.
+    for path in [
+        format!("/api/drive/files/{file}"),
+        format!("/api/drive/files/{file}/content"),
+        format!("/api/drive/files/{file}/versions"),
+        format!("/api/drive/files?parent={folder}"),
+    ] {
+        assert_eq!(server.get_as(&path, &b.access).await.status(), 404, "{path}");
+    }
+    let into_foreign = server
+        .client
+        .put(server.url(&format!("/api/drive/upload?parent={folder}&name=x")))
+        .bearer_auth(&b.access)
+        .body("x")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(into_foreign.status(), 404);
+    assert_eq!(
+        server.send(Method::DELETE, &format!("/api/drive/files/{file}"), Some(&b.access), None).await.status(),
+        404
+    );
+    assert!(json(server.get_as("/api/drive/files", &b.access).await).await.as_array().expect("list").is_empty());
+
+    // Rename, then trash.
+    let renamed = server
+        .send(Method::PATCH, &format!("/api/drive/files/{file}"), Some(&a.access), Some(json!({"name": "Q3.bin"})))
+        .await;
+    assert_eq!(json(renamed).await["name"], "Q3.bin");
+    let moved_into_self = server
+        .send(Method::PATCH, &format!("/api/drive/files/{folder}"), Some(&a.access), Some(json!({"parent_id": folder})))
+        .await;
+    assert_eq!(json(moved_into_self).await["code"], "invalid_move");
+    assert_eq!(
+        server.send(Method::DELETE, &format!("/api/drive/files/{file}"), Some(&a.access), None).await.status(),
+        204
+    );
+    assert_eq!(server.get_as(&format!("/api/drive/files/{file}"), &a.access).await.status(), 404);
+}
+both!(drive_files_round_trip_with_versions_and_tenancy);
