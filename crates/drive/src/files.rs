@@ -101,6 +101,11 @@ impl Drive {
         Self { db, content, max_file_size }
     }
 
+    /// The content store behind this drive.
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }

@@ -41,6 +41,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener_task = state.bus.spawn_listener(background.clone());
     let grace = Duration::from_secs(state.config.http.shutdown_timeout_secs);
     let workers = spawn_workers(&state, background.clone(), grace);
+    tokio::spawn(collect_garbage(state.clone(), background.clone()));
 
     let router = crate::http::router(state.clone());
     let draining = {
@@ -73,6 +74,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Hourly: drive chunks no version references (after a day's grace, which covers uploads in
+/// progress) and idle rate-limit entries.
+async fn collect_garbage(state: AppState, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3_600)) => {}
+        }
+        state.identity.shrink_limits();
+        match state.drive.content().collect_garbage(chrono::Duration::hours(24)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(chunks = n, "collected unreferenced drive chunks"),
+            Err(err) => tracing::warn!(error = %err, "drive garbage collection failed"),
+        }
+    }
 }
 
 /// Prints a one-time token to create the first administrator, when there is none yet.

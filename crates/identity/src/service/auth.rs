@@ -210,13 +210,17 @@ impl Identity {
         repo::insert_session(&mut tx, &session, &hash).await?;
         tx.commit().await?;
         let access_token = self.access_token(&user, session.id, org, &session.amr.0)?;
-        Ok(TokenResponse {
+        Ok(self.token_response(access_token, refresh_token, user))
+    }
+
+    fn token_response(&self, access_token: String, refresh_token: String, user: User) -> TokenResponse {
+        TokenResponse {
             access_token,
             refresh_token,
             token_type: "Bearer",
             expires_in: self.config.access_token_ttl_secs,
             user,
-        })
+        }
     }
 
     /// Rotates a refresh token. Presenting one that was already rotated revokes the session.
@@ -245,13 +249,7 @@ impl Identity {
             return Err(IdentityError::RefreshTokenReused);
         }
         let access_token = self.access_token(&user, session.id, session.org_id, &session.amr.0)?;
-        Ok(TokenResponse {
-            access_token,
-            refresh_token,
-            token_type: "Bearer",
-            expires_in: self.config.access_token_ttl_secs,
-            user,
-        })
+        Ok(self.token_response(access_token, refresh_token, user))
     }
 
     async fn revoke_for_reuse(&self, session: Uuid, client: &ClientInfo) -> Result<()> {
@@ -321,13 +319,7 @@ impl Identity {
         self.record(self.about_user(event, user.id).await).await;
         let amr = repo::get_session(&self.db, session).await?.map(|s| s.amr.0).unwrap_or_default();
         let access_token = self.access_token(&user, session, principal.org_id, &amr)?;
-        Ok(TokenResponse {
-            access_token,
-            refresh_token,
-            token_type: "Bearer",
-            expires_in: self.config.access_token_ttl_secs,
-            user,
-        })
+        Ok(self.token_response(access_token, refresh_token, user))
     }
 
     /// The principal's live sessions.
