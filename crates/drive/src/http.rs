@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::files::{CreateFolder, Drive, Node, UpdateNode, Version};
+use crate::files::{CreateFolder, Drive, Node, UpdateNode, Usage, Version};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -29,6 +29,10 @@ pub fn routes() -> OpenApiRouter<Drive> {
         .routes(routes!(get, update, trash))
         .routes(routes!(download))
         .routes(routes!(versions))
+        .routes(routes!(trash_list))
+        .routes(routes!(restore))
+        .routes(routes!(purge))
+        .routes(routes!(usage))
 }
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
@@ -220,6 +224,33 @@ pub async fn versions(
     Path(id): Path<Uuid>,
 ) -> Result<AxumJson<Vec<Version>>> {
     Ok(AxumJson(drive.versions(&principal, id).await?))
+}
+
+/// Your trashed files and folders, newest first.
+#[utoipa::path(get, path = "/api/drive/trash", tag = "drive", responses((status = 200, body = Vec<Node>)))]
+pub async fn trash_list(State(drive): State<Drive>, principal: Principal) -> Result<AxumJson<Vec<Node>>> {
+    Ok(AxumJson(drive.trash_list(&principal).await?))
+}
+
+/// Restores a trashed file or folder.
+#[utoipa::path(post, path = "/api/drive/trash/{id}/restore", tag = "drive", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Node), (status = 404, body = ErrorBody), (status = 409, description = "`name_taken`", body = ErrorBody)))]
+pub async fn restore(State(drive): State<Drive>, principal: Principal, Path(id): Path<Uuid>) -> Result<AxumJson<Node>> {
+    Ok(AxumJson(drive.restore(&principal, id).await?))
+}
+
+/// Deletes a trashed file or folder for good.
+#[utoipa::path(delete, path = "/api/drive/trash/{id}", tag = "drive", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn purge(State(drive): State<Drive>, principal: Principal, Path(id): Path<Uuid>) -> Result<StatusCode> {
+    drive.purge(&principal, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Logical bytes, stored bytes after deduplication, and the ratio.
+#[utoipa::path(get, path = "/api/drive/usage", tag = "drive", responses((status = 200, body = Usage)))]
+pub async fn usage(State(drive): State<Drive>, principal: Principal) -> Result<AxumJson<Usage>> {
+    Ok(AxumJson(drive.usage(&principal).await?))
 }
 
 #[cfg(test)]

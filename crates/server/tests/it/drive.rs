@@ -170,3 +170,66 @@ async fn drive_files_round_trip_with_versions_and_tenancy(backend: Backend) {
     assert_eq!(server.get_as(&format!("/api/drive/files/{file}"), &a.access).await.status(), 404);
 }
 both!(drive_files_round_trip_with_versions_and_tenancy);
+
+async fn drive_trash_restore_purge_and_usage(backend: Backend) {
+    let site = Site::new(backend).await;
+    site.create_admin("root@example.org", PASSWORD);
+    let server = site.start().await;
+    let a = server.login("root@example.org", PASSWORD).await;
+    let data = content(1_500_000, 9);
+    let upload = |name: &'static str| {
+        let req = server
+            .client
+            .put(server.url(&format!("/api/drive/upload?name={name}")))
+            .bearer_auth(&a.access)
+            .body(data.clone());
+        async move { json(req.send().await.expect("upload")).await["id"].as_str().expect("id").to_owned() }
+    };
+    let one = upload("one.bin").await;
+    let _two = upload("two.bin").await;
+    // Two identical files: logical bytes count both, stored bytes once.
+    let usage = json(server.get_as("/api/drive/usage", &a.access).await).await;
+    assert_eq!(usage["logical_bytes"], 3_000_000);
+    assert_eq!(usage["stored_bytes"], 1_500_000);
+    assert_eq!(usage["dedup_ratio"], 2.0);
+
+    assert_eq!(
+        server.send(Method::DELETE, &format!("/api/drive/files/{one}"), Some(&a.access), None).await.status(),
+        204
+    );
+    let trash = json(server.get_as("/api/drive/trash", &a.access).await).await;
+    assert_eq!(trash.as_array().expect("trash").len(), 1);
+    let restored = server.send(Method::POST, &format!("/api/drive/trash/{one}/restore"), Some(&a.access), None).await;
+    assert_eq!(restored.status(), 200);
+    assert_eq!(
+        server.get_as(&format!("/api/drive/files/{one}/content"), &a.access).await.bytes().await.expect("b").len(),
+        1_500_000
+    );
+    assert_eq!(
+        server.send(Method::DELETE, &format!("/api/drive/files/{one}"), Some(&a.access), None).await.status(),
+        204
+    );
+    // Purge needs the node in the trash, and only in your own drive.
+    let other = server
+        .post_json("/api/users", Some(&a.access), json!({"email": "o@example.org", "name": "O", "password": PASSWORD, "org_id": json(server.get_as("/api/auth/me", &a.access).await).await["org"]["id"]}))
+        .await;
+    assert_eq!(other.status(), 201);
+    let o = server.login("o@example.org", PASSWORD).await;
+    assert_eq!(
+        server.send(Method::DELETE, &format!("/api/drive/trash/{one}"), Some(&o.access), None).await.status(),
+        404
+    );
+    assert_eq!(
+        server.send(Method::POST, &format!("/api/drive/trash/{one}/restore"), Some(&o.access), None).await.status(),
+        404
+    );
+    assert_eq!(
+        server.send(Method::DELETE, &format!("/api/drive/trash/{one}"), Some(&a.access), None).await.status(),
+        204
+    );
+    assert!(json(server.get_as("/api/drive/trash", &a.access).await).await.as_array().expect("trash").is_empty());
+    let usage = json(server.get_as("/api/drive/usage", &a.access).await).await;
+    assert_eq!(usage["logical_bytes"], 1_500_000);
+    assert_eq!(usage["stored_bytes"], 1_500_000, "the other file still uses the chunks");
+}
+both!(drive_trash_restore_purge_and_usage);
