@@ -64,6 +64,15 @@ pub struct CreateFolder {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct CopyNode {
+    /// Destination folder; absent for the top level.
+    pub parent_id: Option<Uuid>,
+    /// New name; default the same.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateNode {
     pub name: Option<String>,
     /// Move into this folder (`null` for the top level is not expressible here: use `to_root`).
@@ -377,6 +386,70 @@ impl Drive {
             }
         }
         self.get(principal, node.id).await
+    }
+
+    /// Copies a file: a new file with the same content and no history, costing no stored bytes.
+    pub async fn copy(&self, principal: &Principal, id: Uuid, request: CopyNode) -> Result<Node, DriveError> {
+        let source = self.get(principal, id).await?;
+        if source.kind != "file" {
+            return Err(DriveError::NotAFile);
+        }
+        let name = validate_name(request.name.as_deref().unwrap_or(&source.name))?;
+        let key = self.folder_key(principal, request.parent_id).await?;
+        let current = source.current_version.ok_or(DriveError::NotFound)?;
+        let (manifest,): (Uuid,) = self
+            .db
+            .query("SELECT manifest_id FROM drive_versions WHERE id = $1")
+            .bind(current)
+            .fetch_optional()
+            .await?
+            .ok_or(DriveError::NotFound)?;
+        let manifest = self.content.duplicate(manifest).await?;
+        let now = self.now();
+        let (node_id, version) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut tx = self.db.begin().await?;
+        let inserted = tx
+            .query(
+                "INSERT INTO drive_nodes (id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, \
+                 created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'file', $6, $7, $8, $9, $10, $10)",
+            )
+            .bind(node_id)
+            .bind(source.drive.as_str())
+            .bind(request.parent_id)
+            .bind(key)
+            .bind(name.as_str())
+            .bind(version)
+            .bind(source.size)
+            .bind(source.content_hash.clone())
+            .bind(principal.user_id)
+            .bind(now)
+            .execute()
+            .await;
+        match inserted {
+            Err(err) if err.is_unique_violation() => {
+                drop(tx);
+                self.content.delete(manifest).await?;
+                return Err(DriveError::NameTaken(name));
+            }
+            other => {
+                other?;
+            }
+        }
+        tx.query(
+            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(version)
+        .bind(node_id)
+        .bind(manifest)
+        .bind(source.size)
+        .bind(source.content_hash.clone().unwrap_or_default())
+        .bind(principal.user_id)
+        .bind(now)
+        .execute()
+        .await?;
+        tx.commit().await?;
+        self.get(principal, node_id).await
     }
 
     /// Moves a node (and so its subtree) to the trash.

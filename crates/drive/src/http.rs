@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::files::{CreateFolder, Drive, Node, UpdateNode, Usage, Version};
+use crate::files::{CopyNode, CreateFolder, Drive, Node, UpdateNode, Usage, Version};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -33,6 +33,7 @@ pub fn routes() -> OpenApiRouter<Drive> {
         .routes(routes!(restore))
         .routes(routes!(purge))
         .routes(routes!(usage))
+        .routes(routes!(copy))
 }
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
@@ -224,6 +225,18 @@ pub async fn versions(
     Path(id): Path<Uuid>,
 ) -> Result<AxumJson<Vec<Version>>> {
     Ok(AxumJson(drive.versions(&principal, id).await?))
+}
+
+/// Copies a file (no extra stored bytes: the content is shared).
+#[utoipa::path(post, path = "/api/drive/files/{id}/copy", tag = "drive", params(("id" = Uuid, Path)), request_body = CopyNode,
+    responses((status = 201, body = Node), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn copy(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    Json(body): Json<CopyNode>,
+) -> Result<(StatusCode, AxumJson<Node>)> {
+    Ok((StatusCode::CREATED, AxumJson(drive.copy(&principal, id, body).await?)))
 }
 
 /// Your trashed files and folders, newest first.

@@ -138,6 +138,36 @@ impl ContentStore {
         Ok(id)
     }
 
+    /// A new manifest with the same content: copies cost no stored bytes, and deleting one never
+    /// affects the other.
+    pub async fn duplicate(&self, manifest: Uuid) -> Result<Uuid, DriveError> {
+        let id = Uuid::now_v7();
+        let mut tx = self.db.begin().await?;
+        let copied = tx
+            .query(
+                "INSERT INTO drive_manifests (id, hash, size, created_at) SELECT $2, hash, size, $3 FROM drive_manifests \
+                 WHERE id = $1",
+            )
+            .bind(manifest)
+            .bind(id)
+            .bind(self.clock.now())
+            .execute()
+            .await?;
+        if copied == 0 {
+            return Err(DriveError::NotFound);
+        }
+        tx.query(
+            "INSERT INTO drive_manifest_chunks (manifest_id, seq, chunk_hash, size) \
+             SELECT $2, seq, chunk_hash, size FROM drive_manifest_chunks WHERE manifest_id = $1",
+        )
+        .bind(manifest)
+        .bind(id)
+        .execute()
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
     /// Forgets a manifest (its chunks become collectable once nothing else uses them).
     pub async fn delete(&self, manifest: Uuid) -> Result<(), DriveError> {
         self.db.query("DELETE FROM drive_manifests WHERE id = $1").bind(manifest).execute().await?;

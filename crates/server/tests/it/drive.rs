@@ -187,6 +187,24 @@ async fn drive_trash_restore_purge_and_usage(backend: Backend) {
     };
     let one = upload("one.bin").await;
     let _two = upload("two.bin").await;
+    // A copy costs no stored bytes, and survives the original's purge.
+    let copy =
+        server.post_json(&format!("/api/drive/files/{one}/copy"), Some(&a.access), json!({"name": "copy.bin"})).await;
+    assert_eq!(copy.status(), 201);
+    let copy = json(copy).await["id"].as_str().expect("id").to_owned();
+    let dup =
+        server.post_json(&format!("/api/drive/files/{one}/copy"), Some(&a.access), json!({"name": "copy.bin"})).await;
+    assert_eq!(json(dup).await["code"], "name_taken");
+    let usage = json(server.get_as("/api/drive/usage", &a.access).await).await;
+    assert_eq!(usage["stored_bytes"], 1_500_000);
+    assert_eq!(
+        server.send(Method::DELETE, &format!("/api/drive/files/{copy}"), Some(&a.access), None).await.status(),
+        204
+    );
+    assert_eq!(
+        server.send(Method::DELETE, &format!("/api/drive/trash/{copy}"), Some(&a.access), None).await.status(),
+        204
+    );
     // Two identical files: logical bytes count both, stored bytes once.
     let usage = json(server.get_as("/api/drive/usage", &a.access).await).await;
     assert_eq!(usage["logical_bytes"], 3_000_000);
