@@ -238,11 +238,13 @@ pub struct SecretsConfig {
 pub struct DriveConfig {
     /// Largest file accepted (`413` beyond).
     pub max_file_size: ByteSize,
+    /// Logical bytes each user's drive may hold (every version counts); 0 for no limit.
+    pub user_quota: ByteSize,
 }
 
 impl Default for DriveConfig {
     fn default() -> Self {
-        Self { max_file_size: ByteSize(10 << 30) }
+        Self { max_file_size: ByteSize(10 << 30), user_quota: ByteSize(0) }
     }
 }
 

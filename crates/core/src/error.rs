@@ -43,6 +43,8 @@ pub enum ErrorKind {
     Unprocessable,
     /// 429: too many requests; `Retry-After` says when to come back.
     RateLimited,
+    /// 507: a storage quota would be exceeded.
+    InsufficientStorage,
     /// 503: a dependency is down or the server is shutting down.
     Unavailable,
     /// 504: the request took longer than the server allows.
@@ -67,6 +69,7 @@ impl ErrorKind {
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,6 +92,7 @@ impl ErrorKind {
             422 => Self::Unprocessable,
             429 => Self::RateLimited,
             503 => Self::Unavailable,
+            507 => Self::InsufficientStorage,
             400..=499 => Self::Invalid,
             _ => Self::Internal,
         }
@@ -109,6 +113,7 @@ impl ErrorKind {
             Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::Unprocessable => "unprocessable",
             Self::RateLimited => "rate_limited",
+            Self::InsufficientStorage => "quota_exceeded",
             Self::Unavailable => "unavailable",
             Self::Timeout => "request_timeout",
             Self::Internal => "internal_error",
@@ -129,6 +134,7 @@ impl ErrorKind {
             Self::RangeNotSatisfiable => "The requested range is outside the content.",
             Self::Unprocessable => "The request could not be processed.",
             Self::RateLimited => "Too many requests; retry later.",
+            Self::InsufficientStorage => "The storage quota would be exceeded.",
             Self::Unavailable => "The service is temporarily unavailable.",
             Self::Timeout => "The request took too long and was stopped.",
             Self::Internal => "An internal error occurred; it has been logged.",
@@ -312,6 +318,7 @@ mod tests {
             ErrorKind::RangeNotSatisfiable,
             ErrorKind::Unprocessable,
             ErrorKind::RateLimited,
+            ErrorKind::InsufficientStorage,
             ErrorKind::Unavailable,
             ErrorKind::Timeout,
             ErrorKind::Internal,

@@ -14,6 +14,8 @@ pub enum DriveError {
     /// A stored chunk is missing or does not match its hash.
     #[error("stored content is damaged: {0}")]
     Corrupt(String),
+    #[error("the storage quota of {0} bytes would be exceeded")]
+    QuotaExceeded(u64),
     #[error("not found")]
     NotFound,
     #[error("invalid name `{0}`")]
@@ -42,6 +44,11 @@ impl From<DriveError> for Error {
             ),
             DriveError::Upload(err) => Error::invalid("invalid_request_body", format!("The upload failed: {err}.")),
             DriveError::Corrupt(_) => Error::internal(error),
+            DriveError::QuotaExceeded(quota) => Error::new(
+                ErrorKind::InsufficientStorage,
+                "quota_exceeded",
+                format!("This would exceed your storage quota of {quota} bytes."),
+            ),
             DriveError::NotFound => Error::not_found("No such file or folder."),
             DriveError::InvalidName(name) => Error::invalid(
                 "invalid_name",

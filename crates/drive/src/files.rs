@@ -87,6 +87,8 @@ pub struct Drive {
     db: Db,
     content: ContentStore,
     max_file_size: u64,
+    /// Logical bytes per user drive (all versions); 0: unlimited.
+    user_quota: u64,
 }
 
 fn drive_of(principal: &Principal) -> String {
@@ -106,8 +108,8 @@ pub fn validate_name(name: &str) -> Result<String, DriveError> {
 }
 
 impl Drive {
-    pub fn new(db: Db, content: ContentStore, max_file_size: u64) -> Self {
-        Self { db, content, max_file_size }
+    pub fn new(db: Db, content: ContentStore, max_file_size: u64, user_quota: u64) -> Self {
+        Self { db, content, max_file_size, user_quota }
     }
 
     /// The content store behind this drive.
@@ -215,8 +217,20 @@ impl Drive {
         name: &str,
         body: ByteStream,
         if_match: Option<&str>,
+        declared_len: Option<u64>,
     ) -> Result<(Node, bool), DriveError> {
         let name = validate_name(name)?;
+        // The quota is checked before the body is stored: against the declared length at once,
+        // and as a hard limit while streaming.
+        let mut limit = self.max_file_size;
+        if self.user_quota > 0 {
+            let used = u64::try_from(self.usage(principal).await?.versions_bytes).unwrap_or(u64::MAX);
+            let left = self.user_quota.saturating_sub(used);
+            if declared_len.is_some_and(|len| len > left) || left == 0 {
+                return Err(DriveError::QuotaExceeded(self.user_quota));
+            }
+            limit = limit.min(left);
+        }
         let key = self.folder_key(principal, parent).await?;
         let drive = drive_of(principal);
         let existing = self.find_child(&drive, &key, &name).await?;
@@ -227,7 +241,12 @@ impl Drive {
         }
         check_if_match(existing.as_ref(), if_match)?;
         // Content first: nothing becomes visible until every chunk is stored.
-        let manifest = self.content.ingest(body, self.max_file_size).await?;
+        let manifest = match self.content.ingest(body, limit).await {
+            Err(DriveError::TooLarge(_)) if limit < self.max_file_size => {
+                return Err(DriveError::QuotaExceeded(self.user_quota));
+            }
+            other => other?,
+        };
         let manifest_id = self.content.commit(&manifest).await?;
         let now = self.now();
         let size = i64::try_from(manifest.size).unwrap_or(i64::MAX);

@@ -86,7 +86,7 @@ pub struct UploadQuery {
 #[utoipa::path(put, path = "/api/drive/upload", tag = "drive", params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = Node), (status = 200, body = Node), (status = 412, description = "`etag_mismatch`", body = ErrorBody),
-        (status = 413, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 507, description = "`quota_exceeded`", body = ErrorBody)))]
 pub async fn upload(
     State(drive): State<Drive>,
     principal: Principal,
@@ -96,8 +96,18 @@ pub async fn upload(
 ) -> Result<Response> {
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let stream = futures::StreamExt::boxed(stream);
-    let (node, created) =
-        drive.upload(&principal, query.parent, &query.name, stream, if_match(&headers).as_deref()).await?;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let outcome =
+        drive.upload(&principal, query.parent, &query.name, stream, if_match(&headers).as_deref(), declared).await;
+    let (node, created) = match outcome {
+        Ok(done) => done,
+        Err(err) => {
+            // The body may be unread: the connection cannot be reused for another request.
+            let mut response = Error::from(err).into_response();
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(response);
+        }
+    };
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(with_etag(&node, (status, AxumJson(node.clone())).into_response()))
 }

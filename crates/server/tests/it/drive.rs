@@ -251,3 +251,28 @@ async fn drive_trash_restore_purge_and_usage(backend: Backend) {
     assert_eq!(usage["stored_bytes"], 1_500_000, "the other file still uses the chunks");
 }
 both!(drive_trash_restore_purge_and_usage);
+
+async fn drive_quota_refuses_before_storing(backend: Backend) {
+    let site = Site::new(backend).await.with("OPPIDUM_DRIVE__USER_QUOTA", "3MiB");
+    site.create_admin("root@example.org", PASSWORD);
+    let server = site.start().await;
+    let a = server.login("root@example.org", PASSWORD).await;
+    let put = |name: &str, len: usize, seed: u64| {
+        server
+            .client
+            .put(server.url(&format!("/api/drive/upload?name={name}")))
+            .bearer_auth(&a.access)
+            .body(content(len, seed))
+            .send()
+    };
+    assert_eq!(put("a.bin", 2_000_000, 1).await.expect("upload").status(), 201);
+    let over = put("b.bin", 2_000_000, 2).await.expect("upload");
+    assert_eq!(over.status(), 507);
+    assert_eq!(json(over).await["code"], "quota_exceeded");
+    // Nothing of the refused file was stored or listed.
+    let usage = json(server.get_as("/api/drive/usage", &a.access).await).await;
+    assert_eq!(usage["logical_bytes"], 2_000_000);
+    assert_eq!(json(server.get_as("/api/drive/files", &a.access).await).await.as_array().expect("list").len(), 1);
+    assert_eq!(put("c.bin", 500_000, 3).await.expect("upload").status(), 201);
+}
+both!(drive_quota_refuses_before_storing);
