@@ -407,6 +407,48 @@ impl Drive {
         self.get(principal, node.id).await
     }
 
+    /// Makes an old version current again, as a new version (history is never rewritten).
+    pub async fn restore_version(&self, principal: &Principal, id: Uuid, version: Uuid) -> Result<Node, DriveError> {
+        let node = self.get(principal, id).await?;
+        let (manifest, size, hash): (Uuid, i64, String) = self
+            .db
+            .query("SELECT manifest_id, size, hash FROM drive_versions WHERE id = $1 AND node_id = $2")
+            .bind(version)
+            .bind(node.id)
+            .fetch_optional()
+            .await?
+            .ok_or(DriveError::NotFound)?;
+        let manifest = self.content.duplicate(manifest).await?;
+        let now = self.now();
+        let new_version = Uuid::now_v7();
+        let mut tx = self.db.begin().await?;
+        tx.query(
+            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(new_version)
+        .bind(node.id)
+        .bind(manifest)
+        .bind(size)
+        .bind(hash.as_str())
+        .bind(principal.user_id)
+        .bind(now)
+        .execute()
+        .await?;
+        tx.query(
+            "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5 WHERE id = $1",
+        )
+        .bind(node.id)
+        .bind(new_version)
+        .bind(size)
+        .bind(hash.as_str())
+        .bind(now)
+        .execute()
+        .await?;
+        tx.commit().await?;
+        self.get(principal, node.id).await
+    }
+
     /// Copies a file: a new file with the same content and no history, costing no stored bytes.
     pub async fn copy(&self, principal: &Principal, id: Uuid, request: CopyNode) -> Result<Node, DriveError> {
         let source = self.get(principal, id).await?;

@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<Drive> {
         .routes(routes!(purge))
         .routes(routes!(usage))
         .routes(routes!(copy))
+        .routes(routes!(restore_version))
 }
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
@@ -235,6 +236,19 @@ pub async fn versions(
     Path(id): Path<Uuid>,
 ) -> Result<AxumJson<Vec<Version>>> {
     Ok(AxumJson(drive.versions(&principal, id).await?))
+}
+
+/// Makes an old version current again (as a new version).
+#[utoipa::path(post, path = "/api/drive/files/{id}/versions/{version}/restore", tag = "drive",
+    params(("id" = Uuid, Path), ("version" = Uuid, Path)),
+    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
+pub async fn restore_version(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Path((id, version)): Path<(Uuid, Uuid)>,
+) -> Result<Response> {
+    let node = drive.restore_version(&principal, id, version).await?;
+    Ok(with_etag(&node, AxumJson(node.clone()).into_response()))
 }
 
 /// Copies a file (no extra stored bytes: the content is shared).

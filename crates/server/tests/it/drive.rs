@@ -129,6 +129,20 @@ async fn drive_files_round_trip_with_versions_and_tenancy(backend: Backend) {
     assert_eq!(old.bytes().await.expect("body").to_vec(), v1, "old version intact");
     let now = server.get_as(&format!("/api/drive/files/{file}/content"), &a.access).await;
     assert_eq!(now.bytes().await.expect("body").to_vec(), v2);
+    // Restoring the first version makes it current as a third version.
+    let restored = server
+        .send(Method::POST, &format!("/api/drive/files/{file}/versions/{first}/restore"), Some(&a.access), None)
+        .await;
+    assert_eq!(restored.status(), 200);
+    assert_eq!(restored.headers()["etag"].to_str().expect("etag"), etag1);
+    let now = server.get_as(&format!("/api/drive/files/{file}/content"), &a.access).await;
+    assert_eq!(now.bytes().await.expect("body").to_vec(), v1);
+    let versions = json(server.get_as(&format!("/api/drive/files/{file}/versions"), &a.access).await).await;
+    assert_eq!(versions.as_array().expect("versions").len(), 3);
+    let foreign = server
+        .send(Method::POST, &format!("/api/drive/files/{file}/versions/{first}/restore"), Some(&b.access), None)
+        .await;
+    assert_eq!(foreign.status(), 404);
 
     // Another user sees none of it.
     for path in [
