@@ -198,6 +198,85 @@ async fn main() {
     println!("peak RSS under load: {:.1} MiB", rss_kib(pid, "VmHWM:") as f64 / 1024.0);
     drop(server);
     identity(connections, requests, seconds).await;
+    drive(env_or("BENCH_UPLOAD_MIB", 1024)).await;
+}
+
+/// Streams a large upload and download through the drive, reporting throughput and how much the
+/// server's memory grew (it must not grow with the file size).
+async fn drive(mib: u64) {
+    let (server, _) = start_with(&[("OPPIDUM_IDENTITY__MFA_ENFORCEMENT", "false")]).await;
+    let dir = server._dir.path().to_owned();
+    let mut create = Command::new(env!("CARGO_BIN_EXE_oppidum"))
+        .args(["admin", "create-user", "--email", "drive@example.org", "--instance-admin", "--password-stdin"])
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("create user");
+    {
+        use std::io::Write;
+        let mut stdin = create.stdin.take().expect("stdin");
+        let _ = writeln!(stdin, "{PASSWORD}");
+    }
+    let _ = create.wait();
+    let mut conn = TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
+    let login = format!(r#"{{"email":"drive@example.org","password":"{PASSWORD}"}}"#);
+    let (_, body) = request(&mut conn, "POST", "/api/auth/login", "", &login).await.expect("login");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    let pid = server.child.id();
+    let before = rss_kib(pid, "VmRSS:");
+
+    let total = mib * 1024 * 1024;
+    let mut upload = TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
+    let head = format!(
+        "PUT /api/drive/upload?name=big.bin HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n"
+    );
+    upload.write_all(head.as_bytes()).await.expect("head");
+    let started = Instant::now();
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut buf = vec![0_u8; 1024 * 1024];
+    for _ in 0..mib {
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = (x >> 24) as u8;
+        }
+        upload.write_all(&buf).await.expect("body");
+    }
+    let mut response = vec![0_u8; 64 * 1024];
+    let n = upload.read(&mut response).await.unwrap_or(0);
+    let up_secs = started.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&response[..n]).to_string();
+    let id = text.split("\"id\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or_default().to_owned();
+    let peak_up = rss_kib(pid, "VmHWM:");
+
+    let mut download = TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
+    let head =
+        format!("GET /api/drive/files/{id}/content HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n");
+    download.write_all(head.as_bytes()).await.expect("head");
+    let started = Instant::now();
+    let mut received = 0_u64;
+    let mut chunk = vec![0_u8; 1024 * 1024];
+    while received < total {
+        match download.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n as u64,
+        }
+    }
+    let down_secs = started.elapsed().as_secs_f64();
+    let peak = rss_kib(pid, "VmHWM:");
+    println!(
+        "drive upload {mib} MiB: {:.0} MiB/s; download: {:.0} MiB/s ({} bytes); RSS {:.1} MiB before, peak {:.1} MiB after upload, {:.1} MiB after download",
+        mib as f64 / up_secs,
+        mib as f64 / down_secs,
+        received,
+        before as f64 / 1024.0,
+        peak_up as f64 / 1024.0,
+        peak as f64 / 1024.0,
+    );
 }
 
 const PASSWORD: &str = "bench password 123";
