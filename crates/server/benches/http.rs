@@ -205,20 +205,7 @@ async fn main() {
 /// server's memory grew (it must not grow with the file size).
 async fn drive(mib: u64) {
     let (server, _) = start_with(&[("OPPIDUM_IDENTITY__MFA_ENFORCEMENT", "false")]).await;
-    let dir = server._dir.path().to_owned();
-    let mut create = Command::new(env!("CARGO_BIN_EXE_oppidum"))
-        .args(["admin", "create-user", "--email", "drive@example.org", "--instance-admin", "--password-stdin"])
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("create user");
-    {
-        use std::io::Write;
-        let mut stdin = create.stdin.take().expect("stdin");
-        let _ = writeln!(stdin, "{PASSWORD}");
-    }
-    let _ = create.wait();
+    create_admin(&server, "drive@example.org");
     let mut conn = TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
     let login = format!(r#"{{"email":"drive@example.org","password":"{PASSWORD}"}}"#);
     let (_, body) = request(&mut conn, "POST", "/api/auth/login", "", &login).await.expect("login");
@@ -281,18 +268,11 @@ async fn drive(mib: u64) {
 
 const PASSWORD: &str = "bench password 123";
 
-/// Authenticated requests and logins (Argon2id), rate limits off.
-async fn identity(connections: u64, requests: u64, seconds: u64) {
-    let (server, _) = start_with(&[
-        ("OPPIDUM_IDENTITY__RATE_LIMITS__LOGIN_PER_ACCOUNT", "0"),
-        ("OPPIDUM_IDENTITY__RATE_LIMITS__LOGIN_PER_IP", "0"),
-        ("OPPIDUM_IDENTITY__MFA_ENFORCEMENT", "false"),
-    ])
-    .await;
-    let dir = server._dir.path().to_owned();
+/// Creates an instance administrator in the server's data directory with the CLI.
+fn create_admin(server: &Server, email: &str) {
     let mut create = Command::new(env!("CARGO_BIN_EXE_oppidum"))
-        .args(["admin", "create-user", "--email", "bench@example.org", "--instance-admin", "--password-stdin"])
-        .current_dir(&dir)
+        .args(["admin", "create-user", "--email", email, "--instance-admin", "--password-stdin"])
+        .current_dir(server._dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -303,6 +283,17 @@ async fn identity(connections: u64, requests: u64, seconds: u64) {
         let _ = writeln!(stdin, "{PASSWORD}");
     }
     let _ = create.wait();
+}
+
+/// Authenticated requests and logins (Argon2id), rate limits off.
+async fn identity(connections: u64, requests: u64, seconds: u64) {
+    let (server, _) = start_with(&[
+        ("OPPIDUM_IDENTITY__RATE_LIMITS__LOGIN_PER_ACCOUNT", "0"),
+        ("OPPIDUM_IDENTITY__RATE_LIMITS__LOGIN_PER_IP", "0"),
+        ("OPPIDUM_IDENTITY__MFA_ENFORCEMENT", "false"),
+    ])
+    .await;
+    create_admin(&server, "bench@example.org");
     let login_body = format!(r#"{{"email":"bench@example.org","password":"{PASSWORD}"}}"#);
     let mut conn = TcpStream::connect(("127.0.0.1", server.port)).await.expect("connect");
     let (_, body) = request(&mut conn, "POST", "/api/auth/login", "", &login_body).await.expect("login");
