@@ -53,11 +53,11 @@ pub fn chunks(body: ByteStream) -> impl Stream<Item = Result<Chunk, std::io::Err
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn data(len: usize, seed: u64) -> Vec<u8> {
-        // Deterministic pseudo-random bytes (xorshift), so chunk boundaries are content-defined.
+    /// Deterministic pseudo-random bytes (xorshift), so chunk boundaries are content-defined.
+    pub(crate) fn data(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed.max(1);
         (0..len)
             .map(|_| {

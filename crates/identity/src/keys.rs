@@ -45,8 +45,6 @@ struct KeyRow {
     kid: String,
     public_key: Vec<u8>,
     private_key: String,
-    #[allow(dead_code)]
-    created_at: DateTime<Utc>,
 }
 
 struct Cache {
@@ -119,7 +117,7 @@ impl Keys {
         let rows: Vec<KeyRow> = self
             .db
             .query(
-                "SELECT kid, public_key, private_key, created_at FROM signing_keys WHERE retired_at IS NULL \
+                "SELECT kid, public_key, private_key FROM signing_keys WHERE retired_at IS NULL \
                  ORDER BY created_at DESC, kid",
             )
             .fetch_all()

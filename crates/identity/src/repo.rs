@@ -7,24 +7,34 @@ use uuid::Uuid;
 
 use crate::model::{Member, Org, RoleRow, Session, User};
 
+/// `SELECT <every User column> FROM users <tail>`, as a static string.
+macro_rules! select_users {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, email, name, password_hash, home_org_id, instance_admin, disabled, token_version, locale, ",
+            "created_at, updated_at, last_login_at, email_verified_at FROM users ",
+            $tail
+        )
+    };
+}
+
+/// `SELECT <every Org column> FROM orgs <tail>`, as a static string.
+macro_rules! select_orgs {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, parent_id, path, name, kind, require_verified_email, mfa_required_roles, created_at, ",
+            "updated_at FROM orgs ",
+            $tail
+        )
+    };
+}
+
 pub async fn get_user(db: &Db, id: Uuid) -> Result<Option<User>, StoreError> {
-    db.query(
-        "SELECT id, email, name, password_hash, home_org_id, instance_admin, disabled, token_version, locale, \
-         created_at, updated_at, last_login_at, email_verified_at FROM users WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional()
-    .await
+    db.query(select_users!("WHERE id = $1")).bind(id).fetch_optional().await
 }
 
 pub async fn get_user_by_email(db: &Db, email: &str) -> Result<Option<User>, StoreError> {
-    db.query(
-        "SELECT id, email, name, password_hash, home_org_id, instance_admin, disabled, token_version, locale, \
-         created_at, updated_at, last_login_at, email_verified_at FROM users WHERE email = $1",
-    )
-    .bind(email)
-    .fetch_optional()
-    .await
+    db.query(select_users!("WHERE email = $1")).bind(email).fetch_optional().await
 }
 
 /// Inserts a user and its home membership.
@@ -137,16 +147,11 @@ const LIST_USERS_SQLITE: &str = "SELECT u.id, u.email, u.name, u.password_hash, 
        AND ($3 IS NULL OR u.id > $3) ORDER BY u.id LIMIT $4";
 
 pub async fn get_org(db: &Db, id: Uuid) -> Result<Option<Org>, StoreError> {
-    db.query("SELECT id, parent_id, path, name, kind, require_verified_email, mfa_required_roles, created_at, updated_at FROM orgs WHERE id = $1")
-        .bind(id)
-        .fetch_optional()
-        .await
+    db.query(select_orgs!("WHERE id = $1")).bind(id).fetch_optional().await
 }
 
 pub async fn root_org(db: &Db) -> Result<Option<Org>, StoreError> {
-    db.query("SELECT id, parent_id, path, name, kind, require_verified_email, mfa_required_roles, created_at, updated_at FROM orgs WHERE parent_id IS NULL")
-        .fetch_optional()
-        .await
+    db.query(select_orgs!("WHERE parent_id IS NULL")).fetch_optional().await
 }
 
 pub async fn insert_org(db: &Db, org: &Org) -> Result<(), StoreError> {
@@ -210,13 +215,7 @@ pub async fn org_in_use(db: &Db, id: Uuid) -> Result<bool, StoreError> {
 
 /// Organizations inside the subtree rooted at `path`.
 pub async fn orgs_under(tx: &mut Tx, path: &str) -> Result<Vec<Org>, StoreError> {
-    tx.query(
-        "SELECT id, parent_id, path, name, kind, require_verified_email, mfa_required_roles, created_at, updated_at FROM orgs \
-         WHERE substr(path, 1, length($1)) = $1 ORDER BY path",
-    )
-    .bind(path)
-    .fetch_all()
-    .await
+    tx.query(select_orgs!("WHERE substr(path, 1, length($1)) = $1 ORDER BY path")).bind(path).fetch_all().await
 }
 
 /// A user's memberships: (organization path, role name).

@@ -82,9 +82,14 @@ pub async fn verify(keys: &Keys, token: &str, issuer: &str, audience: &str, now:
     Ok(data.claims)
 }
 
-/// A new opaque refresh token (`ort_` + 32 random bytes) and its stored hash.
+/// A new opaque secret: `prefix` (telling what it is, e.g. `ort_`) and 256 random bits, base64url.
+pub fn random_token(prefix: &str) -> String {
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()))
+}
+
+/// A new opaque refresh token (`ort_…`) and its stored hash.
 pub fn new_refresh_token() -> (String, String) {
-    let token = format!("ort_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+    let token = random_token("ort_");
     let hash = hash_token(&token);
     (token, hash)
 }

@@ -10,6 +10,7 @@ use oppidum_store::blob::ObjectBlobStore;
 use oppidum_store::{ByteStream, Db};
 
 use super::*;
+use crate::chunker::tests::data;
 
 struct Fixture {
     store: ContentStore,
@@ -33,18 +34,6 @@ async fn fixtures(test: &str) -> Vec<Fixture> {
         out.push(Fixture { store, clock, _dir: dir });
     }
     out
-}
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn body(bytes: &[u8]) -> ByteStream {

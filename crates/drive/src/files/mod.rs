@@ -12,6 +12,17 @@ use uuid::Uuid;
 use crate::content::ContentStore;
 use crate::error::DriveError;
 
+/// `SELECT <every Node column> FROM drive_nodes <tail>`, as a static string.
+macro_rules! select_nodes {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, created_at, ",
+            "updated_at FROM drive_nodes ",
+            $tail
+        )
+    };
+}
+
 mod trash;
 
 pub use trash::Usage;
@@ -128,10 +139,7 @@ impl Drive {
     /// A node of the principal's drive, or "not found".
     pub async fn get(&self, principal: &Principal, id: Uuid) -> Result<Node, DriveError> {
         self.db
-            .query(
-                "SELECT id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, created_at, \
-                 updated_at FROM drive_nodes WHERE id = $1 AND drive = $2 AND trashed_at IS NULL",
-            )
+            .query(select_nodes!("WHERE id = $1 AND drive = $2 AND trashed_at IS NULL"))
             .bind(id)
             .bind(drive_of(principal))
             .fetch_optional()
@@ -157,11 +165,10 @@ impl Drive {
         let key = self.folder_key(principal, parent).await?;
         Ok(self
             .db
-            .query(
-                "SELECT id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, created_at, \
-                 updated_at FROM drive_nodes WHERE drive = $1 AND parent_key = $2 AND trashed_at IS NULL \
-                 ORDER BY kind DESC, name LIMIT 10000",
-            )
+            .query(select_nodes!(
+                "WHERE drive = $1 AND parent_key = $2 AND trashed_at IS NULL \
+                 ORDER BY kind DESC, name LIMIT 10000"
+            ))
             .bind(drive_of(principal))
             .bind(key)
             .fetch_all()
@@ -171,10 +178,7 @@ impl Drive {
     async fn find_child(&self, drive: &str, key: &str, name: &str) -> Result<Option<Node>, DriveError> {
         Ok(self
             .db
-            .query(
-                "SELECT id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, created_at, \
-                 updated_at FROM drive_nodes WHERE drive = $1 AND parent_key = $2 AND name = $3 AND trashed_at IS NULL",
-            )
+            .query(select_nodes!("WHERE drive = $1 AND parent_key = $2 AND name = $3 AND trashed_at IS NULL"))
             .bind(drive)
             .bind(key)
             .bind(name)

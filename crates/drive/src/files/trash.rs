@@ -27,10 +27,7 @@ impl Drive {
     pub async fn trash_list(&self, principal: &Principal) -> Result<Vec<Node>, DriveError> {
         Ok(self
             .db
-            .query(
-                "SELECT id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, created_at, \
-                 updated_at FROM drive_nodes WHERE drive = $1 AND trashed_at IS NOT NULL ORDER BY trashed_at DESC LIMIT 10000",
-            )
+            .query(select_nodes!("WHERE drive = $1 AND trashed_at IS NOT NULL ORDER BY trashed_at DESC LIMIT 10000"))
             .bind(drive_of(principal))
             .fetch_all()
             .await?)
@@ -38,10 +35,7 @@ impl Drive {
 
     async fn trashed(&self, principal: &Principal, id: Uuid) -> Result<Node, DriveError> {
         self.db
-            .query(
-                "SELECT id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, created_at, \
-                 updated_at FROM drive_nodes WHERE id = $1 AND drive = $2 AND trashed_at IS NOT NULL",
-            )
+            .query(select_nodes!("WHERE id = $1 AND drive = $2 AND trashed_at IS NOT NULL"))
             .bind(id)
             .bind(drive_of(principal))
             .fetch_optional()

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeSet;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use oppidum_core::Principal;
 use oppidum_core::principal::Credential;
@@ -123,7 +121,7 @@ impl Identity {
             ));
         }
         let id = Uuid::now_v7();
-        let secret = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        let secret = tokens::random_token("");
         let key = format!("oak_{}_{secret}", id.simple());
         let now = self.now();
         let api_key = ApiKey {

@@ -70,7 +70,7 @@ impl Identity {
         created_by: Option<Uuid>,
         ttl: Duration,
     ) -> Result<String> {
-        let token = tokens::new_refresh_token().0.replacen("ort_", "oat_", 1);
+        let token = tokens::random_token("oat_");
         let hash = tokens::hash_token(&token);
         let now = self.now();
         self.db

@@ -7,8 +7,6 @@
 
 use std::collections::BTreeSet;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use oppidum_core::Principal;
 use serde::{Deserialize, Serialize};
@@ -144,7 +142,7 @@ impl Identity {
         if !self.mfa_required(user, &state).await? {
             return Ok(None);
         }
-        let token = format!("omt_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+        let token = tokens::random_token("omt_");
         let now = self.now();
         self.db
             .query(

@@ -1,8 +1,6 @@
 //! Administration of users, scoped to the organizations the principal administers, and the
 //! first-administrator bootstrap.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use oppidum_core::Principal;
 use uuid::Uuid;
@@ -183,7 +181,7 @@ impl Identity {
         if repo::count_instance_admins(&self.db).await? > 0 {
             return Ok(None);
         }
-        let token = format!("obt_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>()));
+        let token = tokens::random_token("obt_");
         let now = self.now();
         self.db
             .query("INSERT INTO bootstrap_tokens (token_hash, created_at, expires_at) VALUES ($1, $2, $3)")

@@ -263,6 +263,13 @@ async fn organizations_override_mail_templates(backend: Backend) {
         )
         .await;
     assert_eq!(json(bad).await["code"], "template_error");
+    for (path, code) in
+        [("/api/mail/templates/nope/en", "unknown_template"), ("/api/mail/templates/welcome/de", "unknown_locale")]
+    {
+        let r =
+            server.send(Method::PUT, path, Some(&admin), Some(json!({"subject": "s", "text": "t", "html": "h"}))).await;
+        assert_eq!(json(r).await["code"], code, "{path}");
+    }
     let created = server
         .post_json("/api/users", Some(&admin), json!({"email": "t@example.org", "name": "Tess", "org_id": root}))
         .await;

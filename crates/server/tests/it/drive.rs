@@ -49,6 +49,27 @@ async fn drive_files_round_trip_with_versions_and_tenancy(backend: Backend) {
     }
     let dup = server.post_json("/api/drive/folders", Some(&a.access), json!({"name": "Reports"})).await;
     assert_eq!(json(dup).await["code"], "name_taken");
+    // Uploads validate names the same way, before reading the body.
+    for bad in ["..", "a%2Fb", "%00x"] {
+        let r = server
+            .client
+            .put(server.url(&format!("/api/drive/upload?name={bad}")))
+            .bearer_auth(&a.access)
+            .body("x")
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(json(r).await["code"], "invalid_name", "{bad}");
+    }
+    let missing_parent = server
+        .client
+        .put(server.url(&format!("/api/drive/upload?parent={}&name=x", uuid::Uuid::now_v7())))
+        .bearer_auth(&a.access)
+        .body("x")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(missing_parent.status(), 404);
 
     let v1 = content(2_500_000, 1);
     let up = server
