@@ -345,3 +345,8 @@ mod tests {
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }
 }
+
+/// Marks a response that speaks its own protocol's error format (WebDAV XML, …): the JSON error
+/// envelope leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct ProtocolResponse;

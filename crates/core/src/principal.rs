@@ -55,6 +55,11 @@ impl Principal {
     }
 }
 
+/// The login (email) a protocol client authenticated with, next to its principal: protocol URLs
+/// name users by it (`/dav/files/{email}/`).
+#[derive(Debug, Clone)]
+pub struct LoginName(pub String);
+
 /// Why the request carries no principal; placed in the extensions by the authentication layer.
 #[derive(Debug, Clone)]
 pub struct AuthRejection {
@@ -74,4 +79,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             None => Error::new(ErrorKind::Unauthenticated, "unauthenticated", "Sign in first: send a bearer token."),
         })
     }
+}
+
+/// What a principal may do in an organization, as far as one permission goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgAccess {
+    /// The organization is outside every subtree the principal belongs to: treat as absent.
+    Hidden,
+    /// Visible, but the permission is not held there.
+    Denied,
+    Allowed,
+}
+
+/// Answers permission questions about organizations for domains that keep per-organization data
+/// (drives, calendars, apps) without depending on the identity crate, which implements it.
+#[async_trait::async_trait]
+pub trait OrgAuthorizer: Send + Sync + std::fmt::Debug {
+    /// Whether `principal` holds `permission` in `org` (granted there or on an ancestor).
+    async fn org_access(&self, principal: &Principal, org: Uuid, permission: &str) -> Result<OrgAccess, Error>;
 }

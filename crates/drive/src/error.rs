@@ -30,8 +30,19 @@ pub enum DriveError {
     InvalidMove,
     #[error("the ETag does not match")]
     PreconditionFailed,
+    #[error("read-only access")]
+    ReadOnly,
+    #[error("unknown drive `{0}`")]
+    UnknownDrive(String),
+    #[error("too many uploads at once (at most {0})")]
+    TooManyUploads(usize),
+    #[error("property too large or too many properties")]
+    PropertyTooLarge,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An error of another service (authorization), passed on as is.
+    #[error("{0}")]
+    Upstream(Error),
 }
 
 impl From<DriveError> for Error {
@@ -69,7 +80,27 @@ impl From<DriveError> for Error {
                 "etag_mismatch",
                 "The file changed since you read it (If-Match does not match).",
             ),
+            DriveError::ReadOnly => Error::new(
+                ErrorKind::Forbidden,
+                "read_only",
+                "You may read this drive but not change it (`drive.write` is needed).",
+            ),
+            DriveError::UnknownDrive(name) => Error::invalid(
+                "unknown_drive",
+                format!("`{name}` is not a drive: use `me` or `org:<organization id>`."),
+            ),
+            DriveError::TooManyUploads(cap) => Error::new(
+                ErrorKind::RateLimited,
+                "too_many_uploads",
+                format!("You already have {cap} uploads in progress; wait for one to finish."),
+            )
+            .with_retry_after(1),
+            DriveError::PropertyTooLarge => Error::invalid(
+                "property_too_large",
+                "A property may hold at most 64 KiB, and a file or folder at most 256 properties.",
+            ),
             DriveError::Store(err) => err.into(),
+            DriveError::Upstream(err) => err,
         }
     }
 }

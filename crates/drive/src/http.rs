@@ -16,9 +16,23 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::files::{CopyNode, CreateFolder, Drive, Node, UpdateNode, Usage, Version};
+use crate::files::{CopyNode, CreateFolder, Drive, Node, Scope, UpdateNode, Usage, Version};
 
 type Result<T> = std::result::Result<T, Error>;
+
+/// The drive a request works in: the drive of `parent` when given, else the one `drive` names.
+async fn scope_for(drive: &Drive, principal: &Principal, parent: Option<Uuid>, name: Option<&str>) -> Result<Scope> {
+    Ok(match parent {
+        Some(parent) => drive.resolve(principal, parent).await?,
+        None => drive.scope(principal, name).await?,
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DriveQuery {
+    /// `me` (default) or `org:<organization id>` for an organization's shared drive.
+    pub drive: Option<String>,
+}
 
 /// Every drive route, documented.
 pub fn routes() -> OpenApiRouter<Drive> {
@@ -52,6 +66,8 @@ fn with_etag(node: &Node, mut response: Response) -> Response {
 pub struct ListQuery {
     /// The folder; absent for the top level.
     pub parent: Option<Uuid>,
+    /// Which drive's top level (`me` or `org:<id>`), when `parent` is absent.
+    pub drive: Option<String>,
 }
 
 /// The files and folders of a folder of your drive.
@@ -62,24 +78,29 @@ pub async fn list(
     principal: Principal,
     Query(query): Query<ListQuery>,
 ) -> Result<AxumJson<Vec<Node>>> {
-    Ok(AxumJson(drive.list(&principal, query.parent).await?))
+    let scope = scope_for(&drive, &principal, query.parent, query.drive.as_deref()).await?;
+    Ok(AxumJson(drive.list(&scope, query.parent).await?))
 }
 
 /// Creates a folder.
-#[utoipa::path(post, path = "/api/drive/folders", tag = "drive", request_body = CreateFolder,
+#[utoipa::path(post, path = "/api/drive/folders", tag = "drive", request_body = CreateFolder, params(DriveQuery),
     responses((status = 201, body = Node), (status = 400, description = "`invalid_name`", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_folder(
     State(drive): State<Drive>,
     principal: Principal,
+    Query(query): Query<DriveQuery>,
     Json(body): Json<CreateFolder>,
 ) -> Result<(StatusCode, AxumJson<Node>)> {
-    Ok((StatusCode::CREATED, AxumJson(drive.create_folder(&principal, body).await?)))
+    let scope = scope_for(&drive, &principal, body.parent_id, query.drive.as_deref()).await?;
+    Ok((StatusCode::CREATED, AxumJson(drive.create_folder(&scope, body).await?)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct UploadQuery {
     pub parent: Option<Uuid>,
     pub name: String,
+    /// Which drive's top level (`me` or `org:<id>`), when `parent` is absent.
+    pub drive: Option<String>,
 }
 
 /// Uploads a file (the raw request body, streamed); an existing file gets a new version.
@@ -98,13 +119,17 @@ pub async fn upload(
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let stream = futures::StreamExt::boxed(stream);
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let outcome =
-        drive.upload(&principal, query.parent, &query.name, stream, if_match(&headers).as_deref(), declared).await;
-    let (node, created) = match outcome {
+    let outcome = async {
+        let scope = scope_for(&drive, &principal, query.parent, query.drive.as_deref()).await?;
+        let expected = if_match(&headers);
+        let stored = drive.upload(&scope, query.parent, &query.name, stream, expected.as_deref(), declared);
+        stored.await.map_err(Error::from)
+    };
+    let (node, created) = match outcome.await {
         Ok(done) => done,
         Err(err) => {
             // The body may be unread: the connection cannot be reused for another request.
-            let mut response = Error::from(err).into_response();
+            let mut response = err.into_response();
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             return Ok(response);
         }
@@ -116,7 +141,8 @@ pub async fn upload(
 #[utoipa::path(get, path = "/api/drive/files/{id}", tag = "drive", params(("id" = Uuid, Path)),
     responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
 pub async fn get(State(drive): State<Drive>, principal: Principal, Path(id): Path<Uuid>) -> Result<Response> {
-    let node = drive.get(&principal, id).await?;
+    let scope = drive.resolve(&principal, id).await?;
+    let node = drive.get(&scope, id).await?;
     Ok(with_etag(&node, AxumJson(node.clone()).into_response()))
 }
 
@@ -130,7 +156,8 @@ pub async fn update(
     headers: HeaderMap,
     Json(body): Json<UpdateNode>,
 ) -> Result<Response> {
-    let node = drive.update(&principal, id, body, if_match(&headers).as_deref()).await?;
+    let scope = drive.resolve(&principal, id).await?;
+    let node = drive.update(&scope, id, body, if_match(&headers).as_deref()).await?;
     Ok(with_etag(&node, AxumJson(node.clone()).into_response()))
 }
 
@@ -143,7 +170,8 @@ pub async fn trash(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<StatusCode> {
-    drive.trash(&principal, id, if_match(&headers).as_deref()).await?;
+    let scope = drive.resolve(&principal, id).await?;
+    drive.trash(&scope, id, if_match(&headers).as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -186,7 +214,8 @@ pub async fn download(
     Query(query): Query<DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let node = drive.get(&principal, id).await?;
+    let scope = drive.resolve(&principal, id).await?;
+    let node = drive.get(&scope, id).await?;
     let size = u64::try_from(node.size).unwrap_or(0);
     if query.version.is_none()
         && let Some(tags) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
@@ -207,7 +236,7 @@ pub async fn download(
         },
         _ => None,
     };
-    let (node, body) = drive.download(&principal, id, query.version, range.clone()).await?;
+    let (node, body) = drive.download(&scope, id, query.version, range.clone()).await?;
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
@@ -235,7 +264,8 @@ pub async fn versions(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<AxumJson<Vec<Version>>> {
-    Ok(AxumJson(drive.versions(&principal, id).await?))
+    let scope = drive.resolve(&principal, id).await?;
+    Ok(AxumJson(drive.versions(&scope, id).await?))
 }
 
 /// Makes an old version current again (as a new version).
@@ -247,47 +277,67 @@ pub async fn restore_version(
     principal: Principal,
     Path((id, version)): Path<(Uuid, Uuid)>,
 ) -> Result<Response> {
-    let node = drive.restore_version(&principal, id, version).await?;
+    let scope = drive.resolve(&principal, id).await?;
+    let node = drive.restore_version(&scope, id, version).await?;
     Ok(with_etag(&node, AxumJson(node.clone()).into_response()))
 }
 
-/// Copies a file (no extra stored bytes: the content is shared).
-#[utoipa::path(post, path = "/api/drive/files/{id}/copy", tag = "drive", params(("id" = Uuid, Path)), request_body = CopyNode,
+/// Copies a file or a folder with its subtree (no extra stored bytes: the content is shared),
+/// into `parent_id` or the top level of the drive `drive` names (default: the source's drive).
+#[utoipa::path(post, path = "/api/drive/files/{id}/copy", tag = "drive", params(("id" = Uuid, Path), DriveQuery), request_body = CopyNode,
     responses((status = 201, body = Node), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn copy(
     State(drive): State<Drive>,
     principal: Principal,
     Path(id): Path<Uuid>,
+    Query(query): Query<DriveQuery>,
     Json(body): Json<CopyNode>,
 ) -> Result<(StatusCode, AxumJson<Node>)> {
-    Ok((StatusCode::CREATED, AxumJson(drive.copy(&principal, id, body).await?)))
+    let from = drive.resolve(&principal, id).await?;
+    let to = match (body.parent_id, query.drive.as_deref()) {
+        (None, None) => from.clone(),
+        (parent, name) => scope_for(&drive, &principal, parent, name).await?,
+    };
+    Ok((StatusCode::CREATED, AxumJson(drive.copy(&from, id, &to, body).await?)))
 }
 
 /// Your trashed files and folders, newest first.
-#[utoipa::path(get, path = "/api/drive/trash", tag = "drive", responses((status = 200, body = Vec<Node>)))]
-pub async fn trash_list(State(drive): State<Drive>, principal: Principal) -> Result<AxumJson<Vec<Node>>> {
-    Ok(AxumJson(drive.trash_list(&principal).await?))
+#[utoipa::path(get, path = "/api/drive/trash", tag = "drive", params(DriveQuery), responses((status = 200, body = Vec<Node>)))]
+pub async fn trash_list(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Query(query): Query<DriveQuery>,
+) -> Result<AxumJson<Vec<Node>>> {
+    let scope = drive.scope(&principal, query.drive.as_deref()).await?;
+    Ok(AxumJson(drive.trash_list(&scope).await?))
 }
 
 /// Restores a trashed file or folder.
 #[utoipa::path(post, path = "/api/drive/trash/{id}/restore", tag = "drive", params(("id" = Uuid, Path)),
     responses((status = 200, body = Node), (status = 404, body = ErrorBody), (status = 409, description = "`name_taken`", body = ErrorBody)))]
 pub async fn restore(State(drive): State<Drive>, principal: Principal, Path(id): Path<Uuid>) -> Result<AxumJson<Node>> {
-    Ok(AxumJson(drive.restore(&principal, id).await?))
+    let scope = drive.resolve(&principal, id).await?;
+    Ok(AxumJson(drive.restore(&scope, id).await?))
 }
 
 /// Deletes a trashed file or folder for good.
 #[utoipa::path(delete, path = "/api/drive/trash/{id}", tag = "drive", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn purge(State(drive): State<Drive>, principal: Principal, Path(id): Path<Uuid>) -> Result<StatusCode> {
-    drive.purge(&principal, id).await?;
+    let scope = drive.resolve(&principal, id).await?;
+    drive.purge(&scope, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Logical bytes, stored bytes after deduplication, and the ratio.
-#[utoipa::path(get, path = "/api/drive/usage", tag = "drive", responses((status = 200, body = Usage)))]
-pub async fn usage(State(drive): State<Drive>, principal: Principal) -> Result<AxumJson<Usage>> {
-    Ok(AxumJson(drive.usage(&principal).await?))
+#[utoipa::path(get, path = "/api/drive/usage", tag = "drive", params(DriveQuery), responses((status = 200, body = Usage)))]
+pub async fn usage(
+    State(drive): State<Drive>,
+    principal: Principal,
+    Query(query): Query<DriveQuery>,
+) -> Result<AxumJson<Usage>> {
+    let scope = drive.scope(&principal, query.drive.as_deref()).await?;
+    Ok(AxumJson(drive.usage(&scope).await?))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod chunker;
 pub mod content;
+pub mod dav;
 pub mod error;
 pub mod files;
 pub mod http;

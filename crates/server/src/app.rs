@@ -97,12 +97,7 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
     let identity = identity_service(&config, &db, clock.clone(), mailer.clone())?;
     identity.ensure_ready().await?;
     let content = oppidum_drive::ContentStore::new(db.clone(), blobs.clone(), clock.clone());
-    let drive = oppidum_drive::Drive::new(
-        db.clone(),
-        content,
-        config.drive.max_file_size.bytes(),
-        config.drive.user_quota.bytes(),
-    );
+    let drive = oppidum_drive::Drive::new(db.clone(), content, config.drive.clone(), Arc::new(identity.clone()));
     Ok(AppState(Arc::new(Inner {
         config,
         node,

@@ -243,11 +243,20 @@ pub struct DriveConfig {
     pub max_file_size: ByteSize,
     /// Logical bytes each user's drive may hold (every version counts); 0 for no limit.
     pub user_quota: ByteSize,
+    /// Logical bytes each organization's shared drive may hold; 0 for no limit.
+    pub org_quota: ByteSize,
+    /// Uploads one user may run at once on one node (`429 too_many_uploads` beyond); 0: no cap.
+    pub max_concurrent_uploads: usize,
 }
 
 impl Default for DriveConfig {
     fn default() -> Self {
-        Self { max_file_size: ByteSize(10 << 30), user_quota: ByteSize(0) }
+        Self {
+            max_file_size: ByteSize(10 << 30),
+            user_quota: ByteSize(0),
+            org_quota: ByteSize(0),
+            max_concurrent_uploads: 8,
+        }
     }
 }
 
@@ -352,6 +361,8 @@ pub struct RateLimits {
     pub login_per_ip: u32,
     pub register_per_ip: u32,
     pub refresh_per_ip: u32,
+    /// Failed HTTP Basic attempts (protocol clients send credentials with every request, so only
+    /// failures count).
     pub basic_auth_per_ip: u32,
 }
 

@@ -1,10 +1,14 @@
-//! Files and folders of a drive, and their versions. Every operation is scoped to the drive of
-//! the principal (their own, `u:<user>`), so another user's ids are "not found". Every write of
-//! content creates a version; `If-Match` guards changes against concurrent edits.
+//! Files and folders of a drive, and their versions. Every operation runs in a [`Scope`]: one
+//! drive (a user's own, `u:<user>`, or an organization's shared drive, `o:<org>`) as one caller
+//! may use it, so ids of other drives are "not found". Every write of content creates a version;
+//! `If-Match` guards changes against concurrent edits.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use oppidum_core::Principal;
-use oppidum_store::{ByteStream, Db};
+use oppidum_core::OrgAuthorizer;
+use oppidum_core::config::DriveConfig;
+use oppidum_store::Db;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -23,9 +27,17 @@ macro_rules! select_nodes {
     };
 }
 
+mod access;
+mod copy;
+mod paths;
+mod properties;
 mod trash;
+mod upload;
 
+pub use access::Scope;
+pub use properties::DeadProperty;
 pub use trash::Usage;
+pub use upload::PendingUpload;
 
 /// A file or folder.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
@@ -49,10 +61,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// The ETag of this node's current state.
+    /// The ETag of this node's current state: for files the first 128 bits of the content's
+    /// BLAKE3 hash (a strong validator, short enough for clients that cap `If` header lengths).
     pub fn etag(&self) -> String {
         match &self.content_hash {
-            Some(hash) => format!("\"{hash}\""),
+            Some(hash) => format!("\"{}\"", hash.get(..32).unwrap_or(hash)),
             None => format!("\"{}-{}\"", self.id.simple(), self.updated_at.timestamp_micros()),
         }
     }
@@ -101,13 +114,9 @@ pub struct UpdateNode {
 pub struct Drive {
     db: Db,
     content: ContentStore,
-    max_file_size: u64,
-    /// Logical bytes per user drive (all versions); 0: unlimited.
-    user_quota: u64,
-}
-
-fn drive_of(principal: &Principal) -> String {
-    format!("u:{}", principal.user_id)
+    config: DriveConfig,
+    orgs: Arc<dyn OrgAuthorizer>,
+    uploads: upload::UploadSlots,
 }
 
 /// Checks a file or folder name: no separators, no `.`/`..`, no control characters, not too long.
@@ -123,8 +132,13 @@ pub fn validate_name(name: &str) -> Result<String, DriveError> {
 }
 
 impl Drive {
-    pub fn new(db: Db, content: ContentStore, max_file_size: u64, user_quota: u64) -> Self {
-        Self { db, content, max_file_size, user_quota }
+    pub fn new(db: Db, content: ContentStore, config: DriveConfig, orgs: Arc<dyn OrgAuthorizer>) -> Self {
+        Self { db, content, config, orgs, uploads: upload::UploadSlots::default() }
+    }
+
+    /// The database behind this drive.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// The content store behind this drive.
@@ -136,22 +150,22 @@ impl Drive {
         Utc::now()
     }
 
-    /// A node of the principal's drive, or "not found".
-    pub async fn get(&self, principal: &Principal, id: Uuid) -> Result<Node, DriveError> {
+    /// A live node of the drive, or "not found".
+    pub async fn get(&self, scope: &Scope, id: Uuid) -> Result<Node, DriveError> {
         self.db
             .query(select_nodes!("WHERE id = $1 AND drive = $2 AND trashed_at IS NULL"))
             .bind(id)
-            .bind(drive_of(principal))
+            .bind(scope.drive.as_str())
             .fetch_optional()
             .await?
             .ok_or(DriveError::NotFound)
     }
 
-    async fn folder_key(&self, principal: &Principal, parent: Option<Uuid>) -> Result<String, DriveError> {
+    async fn folder_key(&self, scope: &Scope, parent: Option<Uuid>) -> Result<String, DriveError> {
         match parent {
             None => Ok("root".into()),
             Some(id) => {
-                let node = self.get(principal, id).await?;
+                let node = self.get(scope, id).await?;
                 if node.kind != "folder" {
                     return Err(DriveError::NotAFolder);
                 }
@@ -161,21 +175,21 @@ impl Drive {
     }
 
     /// The live children of a folder (`None`: the top level), folders first, by name.
-    pub async fn list(&self, principal: &Principal, parent: Option<Uuid>) -> Result<Vec<Node>, DriveError> {
-        let key = self.folder_key(principal, parent).await?;
+    pub async fn list(&self, scope: &Scope, parent: Option<Uuid>) -> Result<Vec<Node>, DriveError> {
+        let key = self.folder_key(scope, parent).await?;
         Ok(self
             .db
             .query(select_nodes!(
                 "WHERE drive = $1 AND parent_key = $2 AND trashed_at IS NULL \
                  ORDER BY kind DESC, name LIMIT 10000"
             ))
-            .bind(drive_of(principal))
+            .bind(scope.drive.as_str())
             .bind(key)
             .fetch_all()
             .await?)
     }
 
-    async fn find_child(&self, drive: &str, key: &str, name: &str) -> Result<Option<Node>, DriveError> {
+    pub(crate) async fn find_child(&self, drive: &str, key: &str, name: &str) -> Result<Option<Node>, DriveError> {
         Ok(self
             .db
             .query(select_nodes!("WHERE drive = $1 AND parent_key = $2 AND name = $3 AND trashed_at IS NULL"))
@@ -186,9 +200,10 @@ impl Drive {
             .await?)
     }
 
-    pub async fn create_folder(&self, principal: &Principal, request: CreateFolder) -> Result<Node, DriveError> {
+    pub async fn create_folder(&self, scope: &Scope, request: CreateFolder) -> Result<Node, DriveError> {
+        scope.require_write()?;
         let name = validate_name(&request.name)?;
-        let key = self.folder_key(principal, request.parent_id).await?;
+        let key = self.folder_key(scope, request.parent_id).await?;
         let now = self.now();
         let id = Uuid::now_v7();
         let inserted = self
@@ -198,11 +213,11 @@ impl Drive {
                  VALUES ($1, $2, $3, $4, $5, 'folder', $6, $7, $7)",
             )
             .bind(id)
-            .bind(drive_of(principal))
+            .bind(scope.drive.as_str())
             .bind(request.parent_id)
             .bind(key)
             .bind(name.as_str())
-            .bind(principal.user_id)
+            .bind(scope.actor)
             .bind(now)
             .execute()
             .await;
@@ -212,169 +227,19 @@ impl Drive {
                 other?;
             }
         }
-        self.get(principal, id).await
-    }
-
-    /// Stores `body` as `name` in `parent`: a new file, or a new version of the existing one.
-    /// `if_match` must equal the current ETag when given (`*`: must exist). Returns the node and
-    /// whether it was created.
-    pub async fn upload(
-        &self,
-        principal: &Principal,
-        parent: Option<Uuid>,
-        name: &str,
-        body: ByteStream,
-        if_match: Option<&str>,
-        declared_len: Option<u64>,
-    ) -> Result<(Node, bool), DriveError> {
-        let name = validate_name(name)?;
-        // The quota is checked before the body is stored: against the declared length at once,
-        // and as a hard limit while streaming.
-        let mut limit = self.max_file_size;
-        if self.user_quota > 0 {
-            let used = u64::try_from(self.usage(principal).await?.versions_bytes).unwrap_or(u64::MAX);
-            let left = self.user_quota.saturating_sub(used);
-            if declared_len.is_some_and(|len| len > left) || left == 0 {
-                return Err(DriveError::QuotaExceeded(self.user_quota));
-            }
-            limit = limit.min(left);
-        }
-        let key = self.folder_key(principal, parent).await?;
-        let drive = drive_of(principal);
-        let existing = self.find_child(&drive, &key, &name).await?;
-        if let Some(node) = &existing
-            && node.kind == "folder"
-        {
-            return Err(DriveError::NameTaken(name));
-        }
-        check_if_match(existing.as_ref(), if_match)?;
-        // Content first: nothing becomes visible until every chunk is stored.
-        let manifest = match self.content.ingest(body, limit).await {
-            Err(DriveError::TooLarge(_)) if limit < self.max_file_size => {
-                return Err(DriveError::QuotaExceeded(self.user_quota));
-            }
-            other => other?,
-        };
-        let manifest_id = self.content.commit(&manifest).await?;
-        let now = self.now();
-        let size = i64::try_from(manifest.size).unwrap_or(i64::MAX);
-        let version = Uuid::now_v7();
-        let mut tx = self.db.begin().await?;
-        let (node_id, created) = match &existing {
-            Some(node) => {
-                // Another writer may have replaced it since: compare again inside the transaction.
-                let changed = tx
-                    .query(
-                        "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5 \
-                         WHERE id = $1 AND trashed_at IS NULL AND content_hash IS NOT DISTINCT FROM $6",
-                    )
-                    .bind(node.id)
-                    .bind(version)
-                    .bind(size)
-                    .bind(manifest.hash.as_str())
-                    .bind(now)
-                    .bind(node.content_hash.clone())
-                    .execute()
-                    .await;
-                let changed = changed?;
-                if changed == 0 {
-                    return Err(DriveError::PreconditionFailed);
-                }
-                (node.id, false)
-            }
-            None => {
-                let id = Uuid::now_v7();
-                let inserted = tx
-                    .query(
-                        "INSERT INTO drive_nodes (id, drive, parent_id, parent_key, name, kind, current_version, size, \
-                         content_hash, created_by, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, 'file', $6, $7, $8, $9, $10, $10)",
-                    )
-                    .bind(id)
-                    .bind(drive.as_str())
-                    .bind(parent)
-                    .bind(key.as_str())
-                    .bind(name.as_str())
-                    .bind(version)
-                    .bind(size)
-                    .bind(manifest.hash.as_str())
-                    .bind(principal.user_id)
-                    .bind(now)
-                    .execute()
-                    .await;
-                match inserted {
-                    Err(err) if err.is_unique_violation() => return Err(DriveError::PreconditionFailed),
-                    other => {
-                        other?;
-                    }
-                }
-                (id, true)
-            }
-        };
-        tx.query(
-            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(version)
-        .bind(node_id)
-        .bind(manifest_id)
-        .bind(size)
-        .bind(manifest.hash.as_str())
-        .bind(principal.user_id)
-        .bind(now)
-        .execute()
-        .await?;
-        tx.commit().await?;
-        Ok((self.get(principal, node_id).await?, created))
-    }
-
-    /// The content of a file (current version, or `version`), optionally a byte range.
-    pub async fn download(
-        &self,
-        principal: &Principal,
-        id: Uuid,
-        version: Option<Uuid>,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<(Node, ByteStream), DriveError> {
-        let node = self.get(principal, id).await?;
-        if node.kind != "file" {
-            return Err(DriveError::NotAFile);
-        }
-        let wanted = version.or(node.current_version).ok_or(DriveError::NotFound)?;
-        let (manifest,): (Uuid,) = self
-            .db
-            .query("SELECT manifest_id FROM drive_versions WHERE id = $1 AND node_id = $2")
-            .bind(wanted)
-            .bind(node.id)
-            .fetch_optional()
-            .await?
-            .ok_or(DriveError::NotFound)?;
-        let body = self.content.read(manifest, range).await?;
-        Ok((node, body))
-    }
-
-    pub async fn versions(&self, principal: &Principal, id: Uuid) -> Result<Vec<Version>, DriveError> {
-        let node = self.get(principal, id).await?;
-        Ok(self
-            .db
-            .query(
-                "SELECT id, manifest_id, size, hash, created_by, created_at FROM drive_versions WHERE node_id = $1 \
-                 ORDER BY created_at DESC, id DESC",
-            )
-            .bind(node.id)
-            .fetch_all()
-            .await?)
+        self.get(scope, id).await
     }
 
     /// Renames or moves a node.
     pub async fn update(
         &self,
-        principal: &Principal,
+        scope: &Scope,
         id: Uuid,
         request: UpdateNode,
         if_match: Option<&str>,
     ) -> Result<Node, DriveError> {
-        let node = self.get(principal, id).await?;
+        scope.require_write()?;
+        let node = self.get(scope, id).await?;
         check_if_match(Some(&node), if_match)?;
         let name = request.name.as_deref().map(validate_name).transpose()?.unwrap_or(node.name.clone());
         let (parent, key) = if request.to_root {
@@ -386,9 +251,9 @@ impl Drive {
                 if current == node.id {
                     return Err(DriveError::InvalidMove);
                 }
-                cursor = self.get(principal, current).await?.parent_id;
+                cursor = self.get(scope, current).await?.parent_id;
             }
-            (Some(parent), self.folder_key(principal, Some(parent)).await?)
+            (Some(parent), self.folder_key(scope, Some(parent)).await?)
         } else {
             (node.parent_id, node.parent_key.clone())
         };
@@ -412,118 +277,13 @@ impl Drive {
                 other?;
             }
         }
-        self.get(principal, node.id).await
-    }
-
-    /// Makes an old version current again, as a new version (history is never rewritten).
-    pub async fn restore_version(&self, principal: &Principal, id: Uuid, version: Uuid) -> Result<Node, DriveError> {
-        let node = self.get(principal, id).await?;
-        let (manifest, size, hash): (Uuid, i64, String) = self
-            .db
-            .query("SELECT manifest_id, size, hash FROM drive_versions WHERE id = $1 AND node_id = $2")
-            .bind(version)
-            .bind(node.id)
-            .fetch_optional()
-            .await?
-            .ok_or(DriveError::NotFound)?;
-        let manifest = self.content.duplicate(manifest).await?;
-        let now = self.now();
-        let new_version = Uuid::now_v7();
-        let mut tx = self.db.begin().await?;
-        tx.query(
-            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(new_version)
-        .bind(node.id)
-        .bind(manifest)
-        .bind(size)
-        .bind(hash.as_str())
-        .bind(principal.user_id)
-        .bind(now)
-        .execute()
-        .await?;
-        tx.query(
-            "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5 WHERE id = $1",
-        )
-        .bind(node.id)
-        .bind(new_version)
-        .bind(size)
-        .bind(hash.as_str())
-        .bind(now)
-        .execute()
-        .await?;
-        tx.commit().await?;
-        self.get(principal, node.id).await
-    }
-
-    /// Copies a file: a new file with the same content and no history, costing no stored bytes.
-    pub async fn copy(&self, principal: &Principal, id: Uuid, request: CopyNode) -> Result<Node, DriveError> {
-        let source = self.get(principal, id).await?;
-        if source.kind != "file" {
-            return Err(DriveError::NotAFile);
-        }
-        let name = validate_name(request.name.as_deref().unwrap_or(&source.name))?;
-        let key = self.folder_key(principal, request.parent_id).await?;
-        let current = source.current_version.ok_or(DriveError::NotFound)?;
-        let (manifest,): (Uuid,) = self
-            .db
-            .query("SELECT manifest_id FROM drive_versions WHERE id = $1")
-            .bind(current)
-            .fetch_optional()
-            .await?
-            .ok_or(DriveError::NotFound)?;
-        let manifest = self.content.duplicate(manifest).await?;
-        let now = self.now();
-        let (node_id, version) = (Uuid::now_v7(), Uuid::now_v7());
-        let mut tx = self.db.begin().await?;
-        let inserted = tx
-            .query(
-                "INSERT INTO drive_nodes (id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, \
-                 created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'file', $6, $7, $8, $9, $10, $10)",
-            )
-            .bind(node_id)
-            .bind(source.drive.as_str())
-            .bind(request.parent_id)
-            .bind(key)
-            .bind(name.as_str())
-            .bind(version)
-            .bind(source.size)
-            .bind(source.content_hash.clone())
-            .bind(principal.user_id)
-            .bind(now)
-            .execute()
-            .await;
-        match inserted {
-            Err(err) if err.is_unique_violation() => {
-                drop(tx);
-                self.content.delete(manifest).await?;
-                return Err(DriveError::NameTaken(name));
-            }
-            other => {
-                other?;
-            }
-        }
-        tx.query(
-            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(version)
-        .bind(node_id)
-        .bind(manifest)
-        .bind(source.size)
-        .bind(source.content_hash.clone().unwrap_or_default())
-        .bind(principal.user_id)
-        .bind(now)
-        .execute()
-        .await?;
-        tx.commit().await?;
-        self.get(principal, node_id).await
+        self.get(scope, node.id).await
     }
 
     /// Moves a node (and so its subtree) to the trash.
-    pub async fn trash(&self, principal: &Principal, id: Uuid, if_match: Option<&str>) -> Result<(), DriveError> {
-        let node = self.get(principal, id).await?;
+    pub async fn trash(&self, scope: &Scope, id: Uuid, if_match: Option<&str>) -> Result<(), DriveError> {
+        scope.require_write()?;
+        let node = self.get(scope, id).await?;
         check_if_match(Some(&node), if_match)?;
         self.db
             .query("UPDATE drive_nodes SET trashed_at = $2 WHERE id = $1")

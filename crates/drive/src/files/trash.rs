@@ -1,11 +1,10 @@
 //! The trash (list, restore, purge) and what a drive holds (logical and stored bytes).
 
-use oppidum_core::Principal;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Drive, Node, drive_of};
+use super::{Drive, Node, Scope};
 use crate::error::DriveError;
 
 /// What a drive holds: logical bytes (current files, and all their versions) and the bytes the
@@ -24,30 +23,31 @@ pub struct Usage {
 
 impl Drive {
     /// The trashed files and folders of the principal's drive, newest first.
-    pub async fn trash_list(&self, principal: &Principal) -> Result<Vec<Node>, DriveError> {
+    pub async fn trash_list(&self, scope: &Scope) -> Result<Vec<Node>, DriveError> {
         Ok(self
             .db
             .query(select_nodes!("WHERE drive = $1 AND trashed_at IS NOT NULL ORDER BY trashed_at DESC LIMIT 10000"))
-            .bind(drive_of(principal))
+            .bind(scope.drive.as_str())
             .fetch_all()
             .await?)
     }
 
-    async fn trashed(&self, principal: &Principal, id: Uuid) -> Result<Node, DriveError> {
+    async fn trashed(&self, scope: &Scope, id: Uuid) -> Result<Node, DriveError> {
         self.db
             .query(select_nodes!("WHERE id = $1 AND drive = $2 AND trashed_at IS NOT NULL"))
             .bind(id)
-            .bind(drive_of(principal))
+            .bind(scope.drive.as_str())
             .fetch_optional()
             .await?
             .ok_or(DriveError::NotFound)
     }
 
     /// Brings a trashed node back (to the top level when its folder is gone or trashed).
-    pub async fn restore(&self, principal: &Principal, id: Uuid) -> Result<Node, DriveError> {
-        let node = self.trashed(principal, id).await?;
+    pub async fn restore(&self, scope: &Scope, id: Uuid) -> Result<Node, DriveError> {
+        scope.require_write()?;
+        let node = self.trashed(scope, id).await?;
         let parent_alive = match node.parent_id {
-            Some(parent) => self.get(principal, parent).await.is_ok(),
+            Some(parent) => self.get(scope, parent).await.is_ok(),
             None => true,
         };
         let (parent, key) =
@@ -67,13 +67,14 @@ impl Drive {
                 other?;
             }
         }
-        self.get(principal, node.id).await
+        self.get(scope, node.id).await
     }
 
     /// Deletes a trashed node for good, with its subtree and versions; their chunks become
     /// collectable.
-    pub async fn purge(&self, principal: &Principal, id: Uuid) -> Result<(), DriveError> {
-        let node = self.trashed(principal, id).await?;
+    pub async fn purge(&self, scope: &Scope, id: Uuid) -> Result<(), DriveError> {
+        scope.require_write()?;
+        let node = self.trashed(scope, id).await?;
         // Every node of the subtree, to find the manifests of their versions.
         let mut ids = vec![node.id];
         let mut frontier = vec![node.id];
@@ -103,8 +104,8 @@ impl Drive {
     }
 
     /// Logical and stored bytes of the principal's drive.
-    pub async fn usage(&self, principal: &Principal) -> Result<Usage, DriveError> {
-        let drive = drive_of(principal);
+    pub async fn usage(&self, scope: &Scope) -> Result<Usage, DriveError> {
+        let drive = scope.drive.clone();
         let (logical,): (i64,) = self
             .db
             .query(

@@ -14,10 +14,11 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use http::request::Parts;
 use http::{HeaderMap, header};
-use oppidum_core::principal::AuthRejection;
+use oppidum_core::principal::{AuthRejection, LoginName};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -102,6 +103,64 @@ pub async fn authenticate(State(identity): State<Identity>, mut req: Request, ne
         }
     }
     next.run(req).await
+}
+
+/// HTTP Basic for protocol endpoints (WebDAV and later CalDAV/CardDAV): `email:app-password`
+/// with an app password carrying `scope`. Puts the principal and the login name in the request;
+/// a wrong password leaves an [`AuthRejection`] for the endpoint's challenge, too many wrong
+/// passwords from one address answer 429 at once. A request already authenticated by a bearer
+/// token passes untouched.
+pub async fn authenticate_basic(
+    State((identity, scope)): State<(Identity, &'static str)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if req.extensions().get::<oppidum_core::Principal>().is_some() {
+        return next.run(req).await;
+    }
+    if let Some((login, password)) = basic(req.headers()) {
+        let client = ClientInfo {
+            ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()),
+            user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        };
+        match identity.authenticate_basic(&login, &password, scope, &client).await {
+            Ok(principal) => {
+                req.extensions_mut().insert(principal);
+                req.extensions_mut().insert(LoginName(login));
+            }
+            Err(err @ IdentityError::RateLimited(_)) => return oppidum_core::Error::from(err).into_response(),
+            Err(IdentityError::InvalidCredentials) => {
+                req.extensions_mut().insert(AuthRejection {
+                    code: "invalid_credentials",
+                    message: "The email or app password is wrong.".into(),
+                });
+            }
+            Err(IdentityError::Forbidden(code, message)) => {
+                req.extensions_mut().insert(AuthRejection { code, message });
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "authentication failed");
+                req.extensions_mut().insert(AuthRejection {
+                    code: "authentication_unavailable",
+                    message: "Authentication is temporarily unavailable.".into(),
+                });
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// `Authorization: Basic base64(login:password)`.
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (login, password) = text.split_once(':')?;
+    Some((login.to_owned(), password.to_owned()))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {

@@ -332,7 +332,8 @@ impl Identity {
         scope: &str,
         client: &ClientInfo,
     ) -> Result<Principal> {
-        self.limits.basic_ip.check(client.ip.as_deref().unwrap_or("unknown"))?;
+        let ip = client.ip.as_deref().unwrap_or("unknown");
+        self.limits.basic_ip.check_blocked(ip)?;
         let email = email.trim().to_lowercase();
         let user = repo::get_user_by_email(&self.db, &email).await?;
         let candidate = tokens::hash_token(password.trim());
@@ -346,6 +347,7 @@ impl Identity {
             let mut event = Self::event_from(client, "auth.basic", Outcome::Failure);
             event.details = serde_json::json!({ "email": email, "scope": scope });
             self.record(event).await;
+            self.limits.basic_ip.record_failure(ip)?;
             return Err(IdentityError::InvalidCredentials);
         };
         if user.disabled || !app_password.scopes.0.iter().any(|s| s == scope) {

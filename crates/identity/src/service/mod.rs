@@ -25,11 +25,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use oppidum_core::Principal;
 use oppidum_core::config::IdentityConfig;
 use oppidum_core::principal::Credential;
 use oppidum_core::time::Clock;
 use oppidum_core::vault::Vault;
+use oppidum_core::{OrgAccess, Principal};
 use oppidum_store::Db;
 use uuid::Uuid;
 
@@ -252,6 +252,16 @@ impl Identity {
         Ok((org, access))
     }
 
+    /// What `principal` may do in `org` regarding `permission`, without an error for "no".
+    pub async fn org_access(&self, principal: &Principal, org_id: Uuid, permission: &str) -> Result<OrgAccess> {
+        match self.authorize(principal, org_id, permission).await {
+            Ok(_) => Ok(OrgAccess::Allowed),
+            Err(IdentityError::NotFound(_)) => Ok(OrgAccess::Hidden),
+            Err(IdentityError::Forbidden(..)) => Ok(OrgAccess::Denied),
+            Err(err) => Err(err),
+        }
+    }
+
     async fn visible_org(&self, access: &Access, org_id: Uuid) -> Result<Org> {
         match repo::get_org(&self.db, org_id).await? {
             Some(org) if access.can_see(&org) => Ok(org),
@@ -345,6 +355,18 @@ pub fn normalize_name(name: &str, what: &'static str) -> Result<String> {
         ));
     }
     Ok(name.to_owned())
+}
+
+#[async_trait::async_trait]
+impl oppidum_core::OrgAuthorizer for Identity {
+    async fn org_access(
+        &self,
+        principal: &Principal,
+        org: Uuid,
+        permission: &str,
+    ) -> std::result::Result<OrgAccess, oppidum_core::Error> {
+        Identity::org_access(self, principal, org, permission).await.map_err(Into::into)
+    }
 }
 
 #[cfg(test)]

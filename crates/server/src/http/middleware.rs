@@ -16,10 +16,11 @@ use tracing::Instrument;
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// Marks a response that speaks its own protocol's error format (DAV XML, …): the envelope
-/// leaves it alone.
-#[derive(Debug, Clone, Copy)]
-pub struct ProtocolResponse;
+pub use oppidum_core::error::ProtocolResponse;
+
+/// Requests whose body streams for as long as an upload takes: a fixed overall time limit would
+/// cut large uploads on slow links, so these are bounded by size limits and quotas instead.
+const STREAMING_PATHS: [&str; 3] = ["/dav/", "/api/drive/upload", "/s/"];
 
 /// Takes the client's `X-Request-Id` when it is safe, or makes one; returns it on the response and
 /// runs the request inside a span carrying it. Logs one line per request.
@@ -124,6 +125,9 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
 
 /// Answers 504 `request_timeout` when the handler has not produced a response in time.
 pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    if STREAMING_PATHS.iter().any(|prefix| req.uri().path().starts_with(prefix)) {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => Error::new(

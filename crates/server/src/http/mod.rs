@@ -85,6 +85,10 @@ pub fn router(state: AppState) -> Router {
         .merge(identity.with_state(state.identity.clone()))
         .merge(mail.with_state(state.mailer.clone()))
         .merge(drive.with_state(state.drive.clone()))
+        .merge(oppidum_drive::dav::router(state.drive.clone()).route_layer(axum::middleware::from_fn_with_state(
+            (state.identity.clone(), "dav"),
+            oppidum_identity::http::authenticate_basic,
+        )))
         .fallback(no_route)
         .layer(axum::Extension(Arc::new(doc)))
         .layer(DefaultBodyLimit::max(usize::try_from(config.http.body_limit.bytes()).unwrap_or(usize::MAX)))

@@ -82,7 +82,7 @@ async fn drive_files_round_trip_with_versions_and_tenancy(backend: Backend) {
         .expect("upload");
     assert_eq!(up.status(), 201);
     let etag1 = up.headers()["etag"].to_str().expect("etag").to_owned();
-    assert_eq!(etag1, format!("\"{}\"", blake3::hash(&v1).to_hex()));
+    assert_eq!(etag1, format!("\"{}\"", &blake3::hash(&v1).to_hex()[..32]));
     let file = json(up).await["id"].as_str().expect("id").to_owned();
 
     let got = server.get_as(&format!("/api/drive/files/{file}/content"), &a.access).await;

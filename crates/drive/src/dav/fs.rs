@@ -1,0 +1,335 @@
+//! A drive seen as a WebDAV file system by dav-server: paths resolve to nodes; writes become
+//! versions; deletes go to the trash; dead properties live with the node.
+
+use std::time::SystemTime;
+
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsStream, OpenOptions, ReadDirMeta,
+};
+use futures::FutureExt;
+use http::StatusCode;
+
+use super::file::{ReadFile, WriteFile};
+use crate::Drive;
+use crate::error::DriveError;
+use crate::files::{CopyNode, CreateFolder, DeadProperty, Node, Scope, UpdateNode};
+
+/// How drive errors read to dav-server (which turns them into status codes).
+pub(crate) fn fs_error(error: DriveError) -> FsError {
+    match error {
+        DriveError::NotFound | DriveError::NotAFolder | DriveError::NotAFile => FsError::NotFound,
+        DriveError::NameTaken(_) => FsError::Exists,
+        DriveError::QuotaExceeded(_) => FsError::InsufficientStorage,
+        DriveError::TooLarge(_) => FsError::TooLarge,
+        DriveError::ReadOnly | DriveError::InvalidName(_) | DriveError::InvalidMove | DriveError::PropertyTooLarge => {
+            FsError::Forbidden
+        }
+        DriveError::PreconditionFailed | DriveError::TooManyUploads(_) => FsError::Exists,
+        other => {
+            tracing::error!(error = %other, "WebDAV operation failed");
+            FsError::GeneralFailure
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Meta {
+    pub(crate) len: u64,
+    pub(crate) modified: SystemTime,
+    pub(crate) created: SystemTime,
+    pub(crate) dir: bool,
+    pub(crate) etag: Option<String>,
+}
+
+impl Meta {
+    pub(crate) fn of(node: &Node) -> Self {
+        Self {
+            len: u64::try_from(node.size).unwrap_or(0),
+            modified: node.updated_at.into(),
+            created: node.created_at.into(),
+            dir: node.kind == "folder",
+            etag: Some(node.etag().trim_matches('"').to_owned()),
+        }
+    }
+
+    fn top() -> Self {
+        Self { len: 0, modified: SystemTime::now(), created: SystemTime::now(), dir: true, etag: None }
+    }
+}
+
+impl DavMetaData for Meta {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn modified(&self) -> Result<SystemTime, FsError> {
+        Ok(self.modified)
+    }
+    fn created(&self) -> Result<SystemTime, FsError> {
+        Ok(self.created)
+    }
+    fn is_dir(&self) -> bool {
+        self.dir
+    }
+    fn etag(&self) -> Option<String> {
+        self.etag.clone()
+    }
+}
+
+struct Entry(Node);
+
+impl DavDirEntry for Entry {
+    fn name(&self) -> Vec<u8> {
+        self.0.name.as_bytes().to_vec()
+    }
+    fn metadata(&self) -> FsFuture<'_, Box<dyn DavMetaData>> {
+        let meta: Box<dyn DavMetaData> = Box::new(Meta::of(&self.0));
+        async move { Ok(meta) }.boxed()
+    }
+}
+
+/// One drive for one request.
+#[derive(Debug, Clone)]
+pub(crate) struct DriveFs {
+    drive: Drive,
+    scope: Scope,
+}
+
+/// The names along a path; non-UTF-8 names cannot exist in a drive.
+fn segments(path: &DavPath) -> Result<Vec<String>, FsError> {
+    let text = std::str::from_utf8(path.as_bytes()).map_err(|_| FsError::NotFound)?;
+    Ok(text.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+}
+
+impl DriveFs {
+    pub(crate) fn new(drive: Drive, scope: Scope) -> Self {
+        Self { drive, scope }
+    }
+
+    /// The node at `path` (`None`: the top of the drive).
+    async fn node(&self, path: &DavPath) -> Result<Option<Node>, FsError> {
+        let names = segments(path)?;
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.drive.lookup(&self.scope, &refs).await.map_err(fs_error)
+    }
+
+    /// The folder `path` goes into (`None`: the top) and its last name.
+    async fn parent_and_name(&self, path: &DavPath) -> Result<(Option<Node>, String), FsError> {
+        let mut names = segments(path)?;
+        let name = names.pop().ok_or(FsError::Forbidden)?;
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let parent = self.drive.lookup(&self.scope, &refs).await.map_err(fs_error)?;
+        if parent.as_ref().is_some_and(|p| p.kind != "folder") {
+            return Err(FsError::NotFound);
+        }
+        Ok((parent, name))
+    }
+
+    async fn existing(&self, path: &DavPath) -> Result<Node, FsError> {
+        self.node(path).await?.ok_or(FsError::Forbidden)
+    }
+
+    /// Clears the way for a file replacing whatever file is at `path`.
+    async fn clear(&self, path: &DavPath) -> Result<(Option<Node>, String), FsError> {
+        let (parent, name) = self.parent_and_name(path).await?;
+        let key = parent.as_ref().map_or_else(|| "root".to_owned(), |p| p.id.to_string());
+        if let Some(existing) = self.drive.find_child(&self.scope.drive, &key, &name).await.map_err(fs_error)? {
+            if existing.kind == "folder" {
+                return Err(FsError::Exists);
+            }
+            self.drive.trash(&self.scope, existing.id, None).await.map_err(fs_error)?;
+        }
+        Ok((parent, name))
+    }
+
+    async fn open_file(&self, path: &DavPath, options: OpenOptions) -> Result<Box<dyn DavFile>, FsError> {
+        if !options.write {
+            let node = self.node(path).await?.ok_or(FsError::NotFound)?;
+            if node.kind != "file" {
+                return Err(FsError::Forbidden);
+            }
+            return Ok(Box::new(ReadFile::new(self.drive.clone(), node)));
+        }
+        if options.append {
+            return Err(FsError::NotImplemented);
+        }
+        let (parent, name) = self.parent_and_name(path).await?;
+        let key = parent.as_ref().map_or_else(|| "root".to_owned(), |p| p.id.to_string());
+        let existing = self.drive.find_child(&self.scope.drive, &key, &name).await.map_err(fs_error)?;
+        match &existing {
+            Some(node) if node.kind == "folder" => return Err(FsError::Forbidden),
+            Some(_) if options.create_new => return Err(FsError::Exists),
+            None if !options.create && !options.create_new => return Err(FsError::NotFound),
+            _ => {}
+        }
+        let pending = self
+            .drive
+            .begin_upload(&self.scope, parent.map(|p| p.id), &name, None, options.size)
+            .await
+            .map_err(fs_error)?;
+        Ok(Box::new(WriteFile::start(self.drive.clone(), pending)))
+    }
+
+    async fn entries(&self, path: &DavPath) -> Result<FsStream<Box<dyn DavDirEntry>>, FsError> {
+        let folder = self.node(path).await?;
+        if folder.as_ref().is_some_and(|f| f.kind != "folder") {
+            return Err(FsError::Forbidden);
+        }
+        let children = self.drive.list(&self.scope, folder.map(|f| f.id)).await.map_err(fs_error)?;
+        let entries: Vec<Result<Box<dyn DavDirEntry>, FsError>> =
+            children.into_iter().map(|n| Ok(Box::new(Entry(n)) as Box<dyn DavDirEntry>)).collect();
+        Ok(Box::pin(futures::stream::iter(entries)))
+    }
+
+    async fn rename_node(&self, from: &DavPath, to: &DavPath) -> Result<(), FsError> {
+        let source = self.existing(from).await?;
+        let (parent, name) =
+            if source.kind == "file" { self.clear(to).await? } else { self.parent_and_name(to).await? };
+        let request =
+            UpdateNode { name: Some(name), parent_id: parent.as_ref().map(|p| p.id), to_root: parent.is_none() };
+        self.drive.update(&self.scope, source.id, request, None).await.map_err(fs_error)?;
+        Ok(())
+    }
+
+    async fn copy_node(&self, from: &DavPath, to: &DavPath) -> Result<(), FsError> {
+        let source = self.existing(from).await?;
+        let (parent, name) = self.clear(to).await?;
+        let request = CopyNode { parent_id: parent.map(|p| p.id), name: Some(name) };
+        self.drive.copy(&self.scope, source.id, &self.scope, request).await.map_err(fs_error)?;
+        Ok(())
+    }
+
+    async fn patch(&self, path: &DavPath, patch: Vec<(bool, DavProp)>) -> Result<Vec<(StatusCode, DavProp)>, FsError> {
+        let node = self.existing(path).await?;
+        self.scope.require_write().map_err(fs_error)?;
+        let mut outcome = Vec::with_capacity(patch.len());
+        for (set, prop) in patch {
+            let namespace = prop.namespace.clone().unwrap_or_default();
+            let result = if set {
+                let stored = DeadProperty {
+                    namespace,
+                    name: prop.name.clone(),
+                    prefix: prop.prefix.clone(),
+                    xml: prop.xml.clone(),
+                };
+                self.drive.set_property(node.id, &stored).await
+            } else {
+                self.drive.remove_property(node.id, &namespace, &prop.name).await
+            };
+            let status = match result {
+                Ok(()) => StatusCode::OK,
+                Err(DriveError::PropertyTooLarge) => StatusCode::INSUFFICIENT_STORAGE,
+                Err(err) => return Err(fs_error(err)),
+            };
+            outcome.push((status, DavProp { xml: None, ..prop }));
+        }
+        Ok(outcome)
+    }
+
+    async fn props(&self, path: &DavPath, content: bool) -> Result<Vec<DavProp>, FsError> {
+        let Some(node) = self.node(path).await? else { return Ok(Vec::new()) };
+        let stored = self.drive.properties(node.id).await.map_err(fs_error)?;
+        Ok(stored
+            .into_iter()
+            .map(|p| DavProp {
+                name: p.name,
+                prefix: p.prefix,
+                namespace: Some(p.namespace).filter(|ns| !ns.is_empty()),
+                xml: if content { p.xml } else { None },
+            })
+            .collect())
+    }
+
+    async fn prop(&self, path: &DavPath, wanted: DavProp) -> Result<Vec<u8>, FsError> {
+        let namespace = wanted.namespace.unwrap_or_default();
+        let node = self.node(path).await?.ok_or(FsError::NotFound)?;
+        let stored = self.drive.properties(node.id).await.map_err(fs_error)?;
+        stored
+            .into_iter()
+            .find(|p| p.namespace == namespace && p.name == wanted.name)
+            .and_then(|p| p.xml)
+            .ok_or(FsError::NotFound)
+    }
+
+    async fn quota(&self) -> Result<(u64, Option<u64>), FsError> {
+        let usage = self.drive.usage(&self.scope).await.map_err(fs_error)?;
+        let used = u64::try_from(usage.versions_bytes).unwrap_or(0);
+        let quota = self.drive.quota_of(&self.scope);
+        Ok((used, (quota > 0).then_some(quota)))
+    }
+}
+
+impl DavFileSystem for DriveFs {
+    fn open<'a>(&'a self, path: &'a DavPath, options: OpenOptions) -> FsFuture<'a, Box<dyn DavFile>> {
+        self.open_file(path, options).boxed()
+    }
+
+    fn read_dir<'a>(&'a self, path: &'a DavPath, _meta: ReadDirMeta) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        self.entries(path).boxed()
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        async move {
+            let meta: Box<dyn DavMetaData> = match self.node(path).await? {
+                Some(node) => Box::new(Meta::of(&node)),
+                None => Box::new(Meta::top()),
+            };
+            Ok(meta)
+        }
+        .boxed()
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        async move {
+            let (parent, name) = self.parent_and_name(path).await?;
+            let request = CreateFolder { parent_id: parent.map(|p| p.id), name };
+            self.drive.create_folder(&self.scope, request).await.map_err(fs_error)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.remove_file(path)
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        async move {
+            let node = self.existing(path).await?;
+            self.drive.trash(&self.scope, node.id, None).await.map_err(fs_error)
+        }
+        .boxed()
+    }
+
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        self.rename_node(from, to).boxed()
+    }
+
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        self.copy_node(from, to).boxed()
+    }
+
+    fn have_props<'a>(&'a self, _path: &'a DavPath) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        async { true }.boxed()
+    }
+
+    fn patch_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        patch: Vec<(bool, DavProp)>,
+    ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
+        self.patch(path, patch).boxed()
+    }
+
+    fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool) -> FsFuture<'a, Vec<DavProp>> {
+        self.props(path, do_content).boxed()
+    }
+
+    fn get_prop<'a>(&'a self, path: &'a DavPath, prop: DavProp) -> FsFuture<'a, Vec<u8>> {
+        self.prop(path, prop).boxed()
+    }
+
+    fn get_quota(&self) -> FsFuture<'_, (u64, Option<u64>)> {
+        self.quota().boxed()
+    }
+}

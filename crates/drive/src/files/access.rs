@@ -1,0 +1,89 @@
+//! Who may use which drive. A user's own drive (`u:<user>`) is theirs alone; an organization's
+//! shared drive (`o:<org>`) follows the `drive.read` / `drive.write` permissions held in that
+//! organization or an ancestor. Anything else is "not found", never "forbidden", so ids and names
+//! of other drives leak nothing.
+
+use oppidum_core::{OrgAccess, Principal};
+use uuid::Uuid;
+
+use super::Drive;
+use crate::error::DriveError;
+
+/// One drive as one caller may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// `u:<user id>` or `o:<org id>`.
+    pub drive: String,
+    /// Who acts (recorded as creator of what they add).
+    pub actor: Uuid,
+    pub can_write: bool,
+}
+
+impl Scope {
+    /// The principal's own drive.
+    pub fn personal(principal: &Principal) -> Self {
+        Self { drive: format!("u:{}", principal.user_id), actor: principal.user_id, can_write: true }
+    }
+
+    /// Refuses changes when the caller may only read.
+    pub fn require_write(&self) -> Result<(), DriveError> {
+        if self.can_write { Ok(()) } else { Err(DriveError::ReadOnly) }
+    }
+
+    /// The organization of a shared drive.
+    pub fn org(&self) -> Option<Uuid> {
+        self.drive.strip_prefix("o:").and_then(|id| Uuid::parse_str(id).ok())
+    }
+}
+
+impl Drive {
+    /// The drive a request names: absent or `me` for the caller's own, `org:<id>` for an
+    /// organization's shared drive.
+    pub async fn scope(&self, principal: &Principal, drive: Option<&str>) -> Result<Scope, DriveError> {
+        match drive.map(str::trim) {
+            None | Some("" | "me") => Ok(Scope::personal(principal)),
+            Some(name) => {
+                let org = name
+                    .strip_prefix("org:")
+                    .and_then(|id| Uuid::parse_str(id).ok())
+                    .ok_or_else(|| DriveError::UnknownDrive(name.chars().take(64).collect()))?;
+                self.org_scope(principal, org).await
+            }
+        }
+    }
+
+    /// An organization's shared drive, when the principal may read it.
+    pub async fn org_scope(&self, principal: &Principal, org: Uuid) -> Result<Scope, DriveError> {
+        match self.orgs.org_access(principal, org, "drive.read").await.map_err(DriveError::Upstream)? {
+            OrgAccess::Hidden | OrgAccess::Denied => return Err(DriveError::NotFound),
+            OrgAccess::Allowed => {}
+        }
+        let write = self.orgs.org_access(principal, org, "drive.write").await.map_err(DriveError::Upstream)?;
+        Ok(Scope { drive: format!("o:{org}"), actor: principal.user_id, can_write: write == OrgAccess::Allowed })
+    }
+
+    /// The scope in which the principal sees node `id` (live or trashed); "not found" when the
+    /// node is in a drive they may not read.
+    pub async fn resolve(&self, principal: &Principal, id: Uuid) -> Result<Scope, DriveError> {
+        let (drive,): (String,) = self
+            .db
+            .query("SELECT drive FROM drive_nodes WHERE id = $1")
+            .bind(id)
+            .fetch_optional()
+            .await?
+            .ok_or(DriveError::NotFound)?;
+        let personal = Scope::personal(principal);
+        if drive == personal.drive {
+            return Ok(personal);
+        }
+        match drive.strip_prefix("o:").and_then(|id| Uuid::parse_str(id).ok()) {
+            Some(org) => self.org_scope(principal, org).await,
+            None => Err(DriveError::NotFound),
+        }
+    }
+
+    /// The byte quota of a drive (0: unlimited).
+    pub(crate) fn quota_of(&self, scope: &Scope) -> u64 {
+        if scope.org().is_some() { self.config.org_quota.bytes() } else { self.config.user_quota.bytes() }
+    }
+}

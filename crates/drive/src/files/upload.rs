@@ -1,0 +1,315 @@
+//! Writing and reading content: uploads in three steps (check, store chunks, commit a version)
+//! so that protocol front ends can commit only once a request completed, downloads, versions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use oppidum_store::ByteStream;
+use uuid::Uuid;
+
+use super::{Drive, Node, Scope, Version, check_if_match, validate_name};
+use crate::content::Manifest;
+use crate::error::DriveError;
+
+/// Uploads in progress per user on this node, for the concurrent-upload cap.
+#[derive(Debug, Clone, Default)]
+pub(super) struct UploadSlots(Arc<Mutex<HashMap<Uuid, usize>>>);
+
+/// Holds one of a user's upload slots until dropped.
+#[derive(Debug)]
+struct Slot {
+    slots: UploadSlots,
+    user: Uuid,
+}
+
+impl UploadSlots {
+    fn take(&self, user: Uuid, cap: usize) -> Result<Slot, DriveError> {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = map.entry(user).or_default();
+        if cap > 0 && *count >= cap {
+            return Err(DriveError::TooManyUploads(cap));
+        }
+        *count += 1;
+        Ok(Slot { slots: self.clone(), user })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.slots.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = map.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// An upload that passed its checks (name, permissions, quota, `If-Match`) and may now stream.
+#[derive(Debug)]
+pub struct PendingUpload {
+    scope: Scope,
+    parent: Option<Uuid>,
+    key: String,
+    name: String,
+    existing: Option<Node>,
+    /// Most bytes the body may have (size limit, or what the quota leaves).
+    limit: u64,
+    quota_bound: bool,
+    _slot: Slot,
+}
+
+impl PendingUpload {
+    /// Whether the upload replaces an existing file (a new version) rather than creating one.
+    pub fn replaces(&self) -> Option<&Node> {
+        self.existing.as_ref()
+    }
+}
+
+impl Drive {
+    /// Checks an upload of `name` into `parent` before any byte is read: permissions, name,
+    /// concurrent uploads, quota (against the declared length), `If-Match`.
+    pub async fn begin_upload(
+        &self,
+        scope: &Scope,
+        parent: Option<Uuid>,
+        name: &str,
+        if_match: Option<&str>,
+        declared_len: Option<u64>,
+    ) -> Result<PendingUpload, DriveError> {
+        scope.require_write()?;
+        let name = validate_name(name)?;
+        let slot = self.uploads.take(scope.actor, self.config.max_concurrent_uploads)?;
+        let max = self.config.max_file_size.bytes();
+        if declared_len.is_some_and(|len| len > max) {
+            return Err(DriveError::TooLarge(max));
+        }
+        let mut limit = max;
+        let quota = self.quota_of(scope);
+        let mut quota_bound = false;
+        if quota > 0 {
+            let used = u64::try_from(self.usage(scope).await?.versions_bytes).unwrap_or(u64::MAX);
+            let left = quota.saturating_sub(used);
+            if declared_len.is_some_and(|len| len > left) || left == 0 {
+                return Err(DriveError::QuotaExceeded(quota));
+            }
+            if left < limit {
+                limit = left;
+                quota_bound = true;
+            }
+        }
+        let key = self.folder_key(scope, parent).await?;
+        let existing = self.find_child(&scope.drive, &key, &name).await?;
+        if let Some(node) = &existing
+            && node.kind == "folder"
+        {
+            return Err(DriveError::NameTaken(name));
+        }
+        check_if_match(existing.as_ref(), if_match)?;
+        Ok(PendingUpload { scope: scope.clone(), parent, key, name, existing, limit, quota_bound, _slot: slot })
+    }
+
+    /// Stores the chunks of `body`. Nothing is visible until [`Self::commit_upload`]; chunks of an
+    /// upload never committed are collected as garbage.
+    pub async fn ingest(&self, pending: &PendingUpload, body: ByteStream) -> Result<Manifest, DriveError> {
+        match self.content.ingest(body, pending.limit).await {
+            Err(DriveError::TooLarge(_)) if pending.quota_bound => {
+                Err(DriveError::QuotaExceeded(self.quota_of(&pending.scope)))
+            }
+            other => other,
+        }
+    }
+
+    /// Makes the stored content the file's new current version (or a new file). Returns the node
+    /// and whether it was created.
+    pub async fn commit_upload(&self, pending: PendingUpload, manifest: &Manifest) -> Result<(Node, bool), DriveError> {
+        let manifest_id = self.content.commit(manifest).await?;
+        let scope = &pending.scope;
+        let now = self.now();
+        let size = i64::try_from(manifest.size).unwrap_or(i64::MAX);
+        let version = Uuid::now_v7();
+        let mut tx = self.db.begin().await?;
+        let (node_id, created) = match &pending.existing {
+            Some(node) => {
+                // Another writer may have replaced it since: compare again inside the transaction.
+                let changed = tx
+                    .query(
+                        "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5 \
+                         WHERE id = $1 AND trashed_at IS NULL AND content_hash IS NOT DISTINCT FROM $6",
+                    )
+                    .bind(node.id)
+                    .bind(version)
+                    .bind(size)
+                    .bind(manifest.hash.as_str())
+                    .bind(now)
+                    .bind(node.content_hash.clone())
+                    .execute()
+                    .await?;
+                if changed == 0 {
+                    drop(tx);
+                    self.content.delete(manifest_id).await?;
+                    return Err(DriveError::PreconditionFailed);
+                }
+                (node.id, false)
+            }
+            None => {
+                let id = Uuid::now_v7();
+                let inserted = tx
+                    .query(
+                        "INSERT INTO drive_nodes (id, drive, parent_id, parent_key, name, kind, current_version, size, \
+                         content_hash, created_by, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, 'file', $6, $7, $8, $9, $10, $10)",
+                    )
+                    .bind(id)
+                    .bind(scope.drive.as_str())
+                    .bind(pending.parent)
+                    .bind(pending.key.as_str())
+                    .bind(pending.name.as_str())
+                    .bind(version)
+                    .bind(size)
+                    .bind(manifest.hash.as_str())
+                    .bind(scope.actor)
+                    .bind(now)
+                    .execute()
+                    .await;
+                match inserted {
+                    Err(err) if err.is_unique_violation() => {
+                        drop(tx);
+                        self.content.delete(manifest_id).await?;
+                        return Err(DriveError::PreconditionFailed);
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+                (id, true)
+            }
+        };
+        tx.query(
+            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(version)
+        .bind(node_id)
+        .bind(manifest_id)
+        .bind(size)
+        .bind(manifest.hash.as_str())
+        .bind(scope.actor)
+        .bind(now)
+        .execute()
+        .await?;
+        tx.commit().await?;
+        Ok((self.get(scope, node_id).await?, created))
+    }
+
+    /// Stores `body` as `name` in `parent`: a new file, or a new version of the existing one.
+    /// `if_match` must equal the current ETag when given (`*`: must exist). Returns the node and
+    /// whether it was created.
+    pub async fn upload(
+        &self,
+        scope: &Scope,
+        parent: Option<Uuid>,
+        name: &str,
+        body: ByteStream,
+        if_match: Option<&str>,
+        declared_len: Option<u64>,
+    ) -> Result<(Node, bool), DriveError> {
+        let pending = self.begin_upload(scope, parent, name, if_match, declared_len).await?;
+        let manifest = self.ingest(&pending, body).await?;
+        self.commit_upload(pending, &manifest).await
+    }
+
+    /// The manifest holding a version (the current one by default) of a file.
+    pub(super) async fn manifest_of(&self, node: &Node, version: Option<Uuid>) -> Result<Uuid, DriveError> {
+        if node.kind != "file" {
+            return Err(DriveError::NotAFile);
+        }
+        let wanted = version.or(node.current_version).ok_or(DriveError::NotFound)?;
+        let (manifest,): (Uuid,) = self
+            .db
+            .query("SELECT manifest_id FROM drive_versions WHERE id = $1 AND node_id = $2")
+            .bind(wanted)
+            .bind(node.id)
+            .fetch_optional()
+            .await?
+            .ok_or(DriveError::NotFound)?;
+        Ok(manifest)
+    }
+
+    /// The content of a file (current version, or `version`), optionally a byte range.
+    pub async fn download(
+        &self,
+        scope: &Scope,
+        id: Uuid,
+        version: Option<Uuid>,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<(Node, ByteStream), DriveError> {
+        let node = self.get(scope, id).await?;
+        let manifest = self.manifest_of(&node, version).await?;
+        let body = self.content.read(manifest, range).await?;
+        Ok((node, body))
+    }
+
+    /// A byte range of the current content of `node` (already resolved in its scope).
+    pub async fn read_node(&self, node: &Node, range: Option<std::ops::Range<u64>>) -> Result<ByteStream, DriveError> {
+        let manifest = self.manifest_of(node, None).await?;
+        self.content.read(manifest, range).await
+    }
+
+    pub async fn versions(&self, scope: &Scope, id: Uuid) -> Result<Vec<Version>, DriveError> {
+        let node = self.get(scope, id).await?;
+        Ok(self
+            .db
+            .query(
+                "SELECT id, manifest_id, size, hash, created_by, created_at FROM drive_versions WHERE node_id = $1 \
+                 ORDER BY created_at DESC, id DESC",
+            )
+            .bind(node.id)
+            .fetch_all()
+            .await?)
+    }
+
+    /// Makes an old version current again, as a new version (history is never rewritten).
+    pub async fn restore_version(&self, scope: &Scope, id: Uuid, version: Uuid) -> Result<Node, DriveError> {
+        scope.require_write()?;
+        let node = self.get(scope, id).await?;
+        let (manifest, size, hash): (Uuid, i64, String) = self
+            .db
+            .query("SELECT manifest_id, size, hash FROM drive_versions WHERE id = $1 AND node_id = $2")
+            .bind(version)
+            .bind(node.id)
+            .fetch_optional()
+            .await?
+            .ok_or(DriveError::NotFound)?;
+        let manifest = self.content.duplicate(manifest).await?;
+        let now = self.now();
+        let new_version = Uuid::now_v7();
+        let mut tx = self.db.begin().await?;
+        tx.query(
+            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(new_version)
+        .bind(node.id)
+        .bind(manifest)
+        .bind(size)
+        .bind(hash.as_str())
+        .bind(scope.actor)
+        .bind(now)
+        .execute()
+        .await?;
+        tx.query(
+            "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5 WHERE id = $1",
+        )
+        .bind(node.id)
+        .bind(new_version)
+        .bind(size)
+        .bind(hash.as_str())
+        .bind(now)
+        .execute()
+        .await?;
+        tx.commit().await?;
+        self.get(scope, node.id).await
+    }
+}
