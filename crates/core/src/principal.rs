@@ -91,10 +91,13 @@ pub enum OrgAccess {
     Allowed,
 }
 
-/// Answers permission questions about organizations for domains that keep per-organization data
-/// (drives, calendars, apps) without depending on the identity crate, which implements it.
+/// What domains that keep per-user and per-organization data (drives, calendars, apps) need to
+/// know from identity, without depending on the identity crate, which implements it.
 #[async_trait::async_trait]
-pub trait OrgAuthorizer: Send + Sync + std::fmt::Debug {
+pub trait Directory: Send + Sync + std::fmt::Debug {
     /// Whether `principal` holds `permission` in `org` (granted there or on an ancestor).
     async fn org_access(&self, principal: &Principal, org: Uuid, permission: &str) -> Result<OrgAccess, Error>;
+
+    /// The user who signs in with `email`, if any.
+    async fn user_by_email(&self, email: &str) -> Result<Option<Uuid>, Error>;
 }

@@ -77,9 +77,13 @@ async fn scope_of(
     let owner = owner.ok_or_else(not_found)?;
     let scope = match kind {
         Some("files") => {
-            let own_id = Uuid::parse_str(owner).is_ok_and(|id| id == principal.user_id);
-            let own_login = login.is_some_and(|l| l.0.eq_ignore_ascii_case(owner));
-            if !(own_id || own_login) {
+            let own = match Uuid::parse_str(owner) {
+                Ok(id) => id == principal.user_id,
+                Err(_) if login.is_some_and(|l| l.0.eq_ignore_ascii_case(owner)) => true,
+                // Signed in another way (a bearer token): look the email up.
+                Err(_) => drive.directory().user_by_email(owner).await? == Some(principal.user_id),
+            };
+            if !own {
                 return Err(not_found());
             }
             Scope::personal(principal)
@@ -129,5 +133,7 @@ async fn serve(state: DavState, req: Request) -> Response {
     let response = state.handler.handle_with(config, req).await;
     let (mut parts, body) = response.into_parts();
     parts.extensions.insert(ProtocolResponse);
-    Response::from_parts(parts, Body::new(body))
+    // dav-server's streaming bodies must not be polled again once finished (they panic): fused,
+    // they stay finished for layers such as compression that poll once more.
+    Response::from_parts(parts, Body::from_stream(futures::StreamExt::fuse(body)))
 }

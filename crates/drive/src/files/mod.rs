@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use oppidum_core::OrgAuthorizer;
+use oppidum_core::Directory;
 use oppidum_core::config::DriveConfig;
 use oppidum_store::Db;
 use serde::{Deserialize, Serialize};
@@ -115,7 +115,7 @@ pub struct Drive {
     db: Db,
     content: ContentStore,
     config: DriveConfig,
-    orgs: Arc<dyn OrgAuthorizer>,
+    orgs: Arc<dyn Directory>,
     uploads: upload::UploadSlots,
 }
 
@@ -132,8 +132,13 @@ pub fn validate_name(name: &str) -> Result<String, DriveError> {
 }
 
 impl Drive {
-    pub fn new(db: Db, content: ContentStore, config: DriveConfig, orgs: Arc<dyn OrgAuthorizer>) -> Self {
+    pub fn new(db: Db, content: ContentStore, config: DriveConfig, orgs: Arc<dyn Directory>) -> Self {
         Self { db, content, config, orgs, uploads: upload::UploadSlots::default() }
+    }
+
+    /// Who is who: organizations, permissions, users.
+    pub fn directory(&self) -> &dyn Directory {
+        self.orgs.as_ref()
     }
 
     /// The database behind this drive.

@@ -358,7 +358,7 @@ pub fn normalize_name(name: &str, what: &'static str) -> Result<String> {
 }
 
 #[async_trait::async_trait]
-impl oppidum_core::OrgAuthorizer for Identity {
+impl oppidum_core::Directory for Identity {
     async fn org_access(
         &self,
         principal: &Principal,
@@ -366,6 +366,12 @@ impl oppidum_core::OrgAuthorizer for Identity {
         permission: &str,
     ) -> std::result::Result<OrgAccess, oppidum_core::Error> {
         Identity::org_access(self, principal, org, permission).await.map_err(Into::into)
+    }
+
+    async fn user_by_email(&self, email: &str) -> std::result::Result<Option<Uuid>, oppidum_core::Error> {
+        let user =
+            repo::get_user_by_email(&self.db, &email.trim().to_lowercase()).await.map_err(IdentityError::from)?;
+        Ok(user.map(|u| u.id))
     }
 }
 

@@ -7,6 +7,7 @@ mod harness;
 
 mod account_flows;
 mod cli;
+mod dav;
 mod drive;
 mod http_basics;
 mod identity_audit;
