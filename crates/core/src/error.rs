@@ -31,6 +31,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// 409: conflicts with the current state.
     Conflict,
+    /// 410: existed, but is no longer available (expired links).
+    Gone,
     /// 412: an `If-Match`-style precondition failed.
     PreconditionFailed,
     /// 413: the body is larger than allowed.
@@ -63,6 +65,7 @@ impl ErrorKind {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
+            Self::Gone => StatusCode::GONE,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -85,6 +88,7 @@ impl ErrorKind {
             405 => Self::MethodNotAllowed,
             408 | 504 => Self::Timeout,
             409 => Self::Conflict,
+            410 => Self::Gone,
             412 => Self::PreconditionFailed,
             413 => Self::TooLarge,
             415 => Self::UnsupportedMediaType,
@@ -107,6 +111,7 @@ impl ErrorKind {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
+            Self::Gone => "gone",
             Self::PreconditionFailed => "precondition_failed",
             Self::TooLarge => "request_body_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -128,6 +133,7 @@ impl ErrorKind {
             Self::NotFound => "Nothing was found at this address.",
             Self::MethodNotAllowed => "This method is not allowed on this resource.",
             Self::Conflict => "The request conflicts with the current state.",
+            Self::Gone => "This is no longer available.",
             Self::PreconditionFailed => "A precondition of the request failed.",
             Self::TooLarge => "The request body is larger than allowed.",
             Self::UnsupportedMediaType => "The request body has an unsupported content type.",

@@ -85,6 +85,18 @@ impl fmt::Display for RequestId {
     }
 }
 
+/// A new opaque secret: `prefix` (telling what it is, e.g. `ort_`) and 256 random bits, base64url.
+pub fn random_token(prefix: &str) -> String {
+    use base64::Engine;
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()))
+}
+
+/// SHA-256 of a token, hex: what is stored. Tokens carry 256 random bits, so a fast hash is right.
+pub fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

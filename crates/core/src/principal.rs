@@ -100,4 +100,10 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
 
     /// The user who signs in with `email`, if any.
     async fn user_by_email(&self, email: &str) -> Result<Option<Uuid>, Error>;
+
+    /// Hashes a secret a person chose (a link password) the way account passwords are hashed.
+    async fn hash_password(&self, password: &str) -> Result<String, Error>;
+
+    /// Checks a secret against what [`Directory::hash_password`] stored, in constant time.
+    async fn verify_password(&self, password: &str, stored: &str) -> Result<bool, Error>;
 }

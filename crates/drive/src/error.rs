@@ -38,6 +38,20 @@ pub enum DriveError {
     TooManyUploads(usize),
     #[error("property too large or too many properties")]
     PropertyTooLarge,
+    #[error("managing shares and links needs the manage right")]
+    NotManager,
+    #[error("invalid share: {0}")]
+    InvalidShare(String),
+    #[error("invalid link: {0}")]
+    InvalidLink(String),
+    #[error("no such user")]
+    UnknownUser,
+    #[error("no such organization")]
+    UnknownOrg,
+    #[error("the link expired or was used up")]
+    LinkGone,
+    #[error("the link needs its password")]
+    LinkPassword,
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An error of another service (authorization), passed on as is.
@@ -98,6 +112,23 @@ impl From<DriveError> for Error {
             DriveError::PropertyTooLarge => Error::invalid(
                 "property_too_large",
                 "A property may hold at most 64 KiB, and a file or folder at most 256 properties.",
+            ),
+            DriveError::NotManager => Error::new(
+                ErrorKind::Forbidden,
+                "not_manager",
+                "Sharing and public links need the manage right on this file or folder.",
+            ),
+            DriveError::InvalidShare(why) => Error::invalid("invalid_share", format!("The share is not valid: {why}.")),
+            DriveError::InvalidLink(why) => Error::invalid("invalid_link", format!("The link is not valid: {why}.")),
+            DriveError::UnknownUser => Error::new(ErrorKind::NotFound, "user_not_found", "No user signs in with that."),
+            DriveError::UnknownOrg => Error::new(ErrorKind::NotFound, "org_not_found", "No such organization."),
+            DriveError::LinkGone => {
+                Error::new(ErrorKind::Gone, "link_expired", "This link has expired or reached its download limit.")
+            }
+            DriveError::LinkPassword => Error::new(
+                ErrorKind::Unauthenticated,
+                "link_password_required",
+                "This link is protected: send its password in the `X-Link-Password` header.",
             ),
             DriveError::Store(err) => err.into(),
             DriveError::Upstream(err) => err,

@@ -9,6 +9,7 @@ pub mod dav;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod sniff;
 
 pub use content::{ContentStore, Manifest};
 pub use error::DriveError;

@@ -2,12 +2,9 @@
 //! `sid`, `org`, `ver`, `iat`, `exp`, `jti` and a `kid` header; and opaque refresh tokens, stored
 //! only as SHA-256 hashes.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::{IdentityError, Result};
@@ -82,22 +79,13 @@ pub async fn verify(keys: &Keys, token: &str, issuer: &str, audience: &str, now:
     Ok(data.claims)
 }
 
-/// A new opaque secret: `prefix` (telling what it is, e.g. `ort_`) and 256 random bits, base64url.
-pub fn random_token(prefix: &str) -> String {
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()))
-}
+pub use oppidum_core::ids::{hash_token, random_token};
 
 /// A new opaque refresh token (`ort_…`) and its stored hash.
 pub fn new_refresh_token() -> (String, String) {
     let token = random_token("ort_");
     let hash = hash_token(&token);
     (token, hash)
-}
-
-/// SHA-256 of a token, hex: what is stored. Tokens carry 256 random bits, so a fast hash is right.
-pub fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new id for `jti`.

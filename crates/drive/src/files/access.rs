@@ -17,17 +17,27 @@ pub struct Scope {
     /// Who acts (recorded as creator of what they add).
     pub actor: Uuid,
     pub can_write: bool,
+    /// May share, publish links and change shares.
+    pub can_manage: bool,
+    /// Set when access comes from a share: only this node and what is below it.
+    pub root: Option<Uuid>,
 }
 
 impl Scope {
     /// The principal's own drive.
     pub fn personal(principal: &Principal) -> Self {
-        Self { drive: format!("u:{}", principal.user_id), actor: principal.user_id, can_write: true }
+        let user = principal.user_id;
+        Self { drive: format!("u:{user}"), actor: user, can_write: true, can_manage: true, root: None }
     }
 
     /// Refuses changes when the caller may only read.
     pub fn require_write(&self) -> Result<(), DriveError> {
         if self.can_write { Ok(()) } else { Err(DriveError::ReadOnly) }
+    }
+
+    /// Refuses sharing and links without the right to manage.
+    pub fn require_manage(&self) -> Result<(), DriveError> {
+        if self.can_manage { Ok(()) } else { Err(DriveError::NotManager) }
     }
 
     /// The organization of a shared drive.
@@ -59,11 +69,19 @@ impl Drive {
             OrgAccess::Allowed => {}
         }
         let write = self.orgs.org_access(principal, org, "drive.write").await.map_err(DriveError::Upstream)?;
-        Ok(Scope { drive: format!("o:{org}"), actor: principal.user_id, can_write: write == OrgAccess::Allowed })
+        let write = write == OrgAccess::Allowed;
+        Ok(Scope {
+            drive: format!("o:{org}"),
+            actor: principal.user_id,
+            can_write: write,
+            can_manage: write,
+            root: None,
+        })
     }
 
-    /// The scope in which the principal sees node `id` (live or trashed); "not found" when the
-    /// node is in a drive they may not read.
+    /// The scope in which the principal sees node `id` (live or trashed): its whole drive when
+    /// they own it or their organization role allows, else the subtree of a share that reaches
+    /// it; "not found" otherwise.
     pub async fn resolve(&self, principal: &Principal, id: Uuid) -> Result<Scope, DriveError> {
         let (drive,): (String,) = self
             .db
@@ -76,10 +94,13 @@ impl Drive {
         if drive == personal.drive {
             return Ok(personal);
         }
-        match drive.strip_prefix("o:").and_then(|id| Uuid::parse_str(id).ok()) {
-            Some(org) => self.org_scope(principal, org).await,
-            None => Err(DriveError::NotFound),
+        if let Some(org) = drive.strip_prefix("o:").and_then(|id| Uuid::parse_str(id).ok()) {
+            match self.org_scope(principal, org).await {
+                Err(DriveError::NotFound) => {}
+                other => return other,
+            }
         }
+        self.share_scope(principal, &drive, id).await
     }
 
     /// The byte quota of a drive (0: unlimited).

@@ -49,7 +49,8 @@ impl Drive {
         } else {
             let folder =
                 self.create_folder(to, super::CreateFolder { parent_id: parent, name: name.to_owned() }).await?;
-            let from = Scope { drive: source.drive.clone(), actor: to.actor, can_write: false };
+            let from =
+                Scope { drive: source.drive.clone(), actor: to.actor, can_write: false, can_manage: false, root: None };
             for child in self.list(&from, Some(source.id)).await? {
                 Box::pin(self.copy_node(&child, to, Some(folder.id), &child.name, depth + 1)).await?;
             }
@@ -76,7 +77,8 @@ impl Drive {
         let inserted = tx
             .query(
                 "INSERT INTO drive_nodes (id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, \
-                 created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'file', $6, $7, $8, $9, $10, $10)",
+                 created_by, created_at, updated_at, content_type) \
+                 VALUES ($1, $2, $3, $4, $5, 'file', $6, $7, $8, $9, $10, $10, $11)",
             )
             .bind(node_id)
             .bind(to.drive.as_str())
@@ -88,6 +90,7 @@ impl Drive {
             .bind(source.content_hash.clone())
             .bind(to.actor)
             .bind(now)
+            .bind(source.content_type.clone())
             .execute()
             .await;
         match inserted {
@@ -101,8 +104,8 @@ impl Drive {
             }
         }
         tx.query(
-            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at, content_type) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(version)
         .bind(node_id)
@@ -111,6 +114,7 @@ impl Drive {
         .bind(source.content_hash.clone().unwrap_or_default())
         .bind(to.actor)
         .bind(now)
+        .bind(source.content_type.clone())
         .execute()
         .await?;
         tx.commit().await?;

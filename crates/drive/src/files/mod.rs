@@ -20,8 +20,8 @@ use crate::error::DriveError;
 macro_rules! select_nodes {
     ($tail:literal) => {
         concat!(
-            "SELECT id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, created_at, ",
-            "updated_at FROM drive_nodes ",
+            "SELECT id, drive, parent_id, parent_key, name, kind, current_version, size, content_hash, content_type, ",
+            "created_at, updated_at FROM drive_nodes ",
             $tail
         )
     };
@@ -29,13 +29,17 @@ macro_rules! select_nodes {
 
 mod access;
 mod copy;
+mod links;
 mod paths;
 mod properties;
+mod sharing;
 mod trash;
 mod upload;
 
 pub use access::Scope;
+pub use links::{CreatedLink, Link, NewLink, OpenLink};
 pub use properties::DeadProperty;
+pub use sharing::{NewShare, Share, SharedNode};
 pub use trash::Usage;
 pub use upload::PendingUpload;
 
@@ -54,8 +58,10 @@ pub struct Node {
     #[serde(skip)]
     pub current_version: Option<Uuid>,
     pub size: i64,
-    /// BLAKE3 of the content: the strong ETag of files.
+    /// BLAKE3 of the content (its first 128 bits are the file's strong ETag).
     pub content_hash: Option<String>,
+    /// The media type found in the content's first bytes.
+    pub content_type: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -155,19 +161,28 @@ impl Drive {
         Utc::now()
     }
 
-    /// A live node of the drive, or "not found".
+    /// A live node of the drive (within the shared subtree for a share), or "not found".
     pub async fn get(&self, scope: &Scope, id: Uuid) -> Result<Node, DriveError> {
-        self.db
+        let node: Node = self
+            .db
             .query(select_nodes!("WHERE id = $1 AND drive = $2 AND trashed_at IS NULL"))
             .bind(id)
             .bind(scope.drive.as_str())
             .fetch_optional()
             .await?
-            .ok_or(DriveError::NotFound)
+            .ok_or(DriveError::NotFound)?;
+        if let Some(root) = scope.root
+            && !self.is_within(&node, root).await?
+        {
+            return Err(DriveError::NotFound);
+        }
+        Ok(node)
     }
 
     async fn folder_key(&self, scope: &Scope, parent: Option<Uuid>) -> Result<String, DriveError> {
         match parent {
+            // Through a share, only the shared subtree exists.
+            None if scope.root.is_some() => Err(DriveError::NotFound),
             None => Ok("root".into()),
             Some(id) => {
                 let node = self.get(scope, id).await?;
@@ -192,6 +207,23 @@ impl Drive {
             .bind(key)
             .fetch_all()
             .await?)
+    }
+
+    /// `name`, or `name (2)`, `name (3)`… : the first not taken in `folder`.
+    pub async fn free_name(&self, scope: &Scope, folder: Uuid, name: &str) -> Result<String, DriveError> {
+        let name = validate_name(name)?;
+        let key = self.folder_key(scope, Some(folder)).await?;
+        let (stem, ext) = match name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
+            _ => (name.clone(), String::new()),
+        };
+        for n in 1..100 {
+            let candidate = if n == 1 { name.clone() } else { format!("{stem} ({n}){ext}") };
+            if self.find_child(&scope.drive, &key, &candidate).await?.is_none() {
+                return validate_name(&candidate);
+            }
+        }
+        Err(DriveError::NameTaken(name))
     }
 
     pub(crate) async fn find_child(&self, drive: &str, key: &str, name: &str) -> Result<Option<Node>, DriveError> {
@@ -248,6 +280,9 @@ impl Drive {
         check_if_match(Some(&node), if_match)?;
         let name = request.name.as_deref().map(validate_name).transpose()?.unwrap_or(node.name.clone());
         let (parent, key) = if request.to_root {
+            if scope.root.is_some() {
+                return Err(DriveError::NotFound);
+            }
             (None, "root".to_owned())
         } else if let Some(parent) = request.parent_id {
             // A folder cannot move into itself or a descendant.

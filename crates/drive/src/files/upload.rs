@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures::{StreamExt, TryStreamExt};
 use oppidum_store::ByteStream;
 use uuid::Uuid;
 
 use super::{Drive, Node, Scope, Version, check_if_match, validate_name};
 use crate::content::Manifest;
 use crate::error::DriveError;
+use crate::sniff::{self, SNIFF_LEN};
 
 /// Uploads in progress per user on this node, for the concurrent-upload cap.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +59,8 @@ pub struct PendingUpload {
     /// Most bytes the body may have (size limit, or what the quota leaves).
     limit: u64,
     quota_bound: bool,
+    /// The first bytes of the body, for content-type sniffing.
+    head: Arc<Mutex<Vec<u8>>>,
     _slot: Slot,
 }
 
@@ -107,12 +111,24 @@ impl Drive {
             return Err(DriveError::NameTaken(name));
         }
         check_if_match(existing.as_ref(), if_match)?;
-        Ok(PendingUpload { scope: scope.clone(), parent, key, name, existing, limit, quota_bound, _slot: slot })
+        let head = Arc::new(Mutex::new(Vec::new()));
+        Ok(PendingUpload { scope: scope.clone(), parent, key, name, existing, limit, quota_bound, head, _slot: slot })
     }
 
     /// Stores the chunks of `body`. Nothing is visible until [`Self::commit_upload`]; chunks of an
     /// upload never committed are collected as garbage.
     pub async fn ingest(&self, pending: &PendingUpload, body: ByteStream) -> Result<Manifest, DriveError> {
+        let head = pending.head.clone();
+        let body = body
+            .map_ok(move |chunk| {
+                let mut head = head.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if head.len() < SNIFF_LEN {
+                    let take = (SNIFF_LEN - head.len()).min(chunk.len());
+                    head.extend_from_slice(&chunk[..take]);
+                }
+                chunk
+            })
+            .boxed();
         match self.content.ingest(body, pending.limit).await {
             Err(DriveError::TooLarge(_)) if pending.quota_bound => {
                 Err(DriveError::QuotaExceeded(self.quota_of(&pending.scope)))
@@ -126,6 +142,10 @@ impl Drive {
     pub async fn commit_upload(&self, pending: PendingUpload, manifest: &Manifest) -> Result<(Node, bool), DriveError> {
         let manifest_id = self.content.commit(manifest).await?;
         let scope = &pending.scope;
+        let content_type = {
+            let head = pending.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            sniff::content_type(&head, &pending.name)
+        };
         let now = self.now();
         let size = i64::try_from(manifest.size).unwrap_or(i64::MAX);
         let version = Uuid::now_v7();
@@ -135,8 +155,8 @@ impl Drive {
                 // Another writer may have replaced it since: compare again inside the transaction.
                 let changed = tx
                     .query(
-                        "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5 \
-                         WHERE id = $1 AND trashed_at IS NULL AND content_hash IS NOT DISTINCT FROM $6",
+                        "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5, \
+                         content_type = $7 WHERE id = $1 AND trashed_at IS NULL AND content_hash IS NOT DISTINCT FROM $6",
                     )
                     .bind(node.id)
                     .bind(version)
@@ -144,6 +164,7 @@ impl Drive {
                     .bind(manifest.hash.as_str())
                     .bind(now)
                     .bind(node.content_hash.clone())
+                    .bind(content_type)
                     .execute()
                     .await?;
                 if changed == 0 {
@@ -158,8 +179,8 @@ impl Drive {
                 let inserted = tx
                     .query(
                         "INSERT INTO drive_nodes (id, drive, parent_id, parent_key, name, kind, current_version, size, \
-                         content_hash, created_by, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, 'file', $6, $7, $8, $9, $10, $10)",
+                         content_hash, created_by, created_at, updated_at, content_type) \
+                         VALUES ($1, $2, $3, $4, $5, 'file', $6, $7, $8, $9, $10, $10, $11)",
                     )
                     .bind(id)
                     .bind(scope.drive.as_str())
@@ -171,6 +192,7 @@ impl Drive {
                     .bind(manifest.hash.as_str())
                     .bind(scope.actor)
                     .bind(now)
+                    .bind(content_type)
                     .execute()
                     .await;
                 match inserted {
@@ -187,8 +209,8 @@ impl Drive {
             }
         };
         tx.query(
-            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at, content_type) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(version)
         .bind(node_id)
@@ -197,6 +219,7 @@ impl Drive {
         .bind(manifest.hash.as_str())
         .bind(scope.actor)
         .bind(now)
+        .bind(content_type)
         .execute()
         .await?;
         tx.commit().await?;
@@ -274,9 +297,9 @@ impl Drive {
     pub async fn restore_version(&self, scope: &Scope, id: Uuid, version: Uuid) -> Result<Node, DriveError> {
         scope.require_write()?;
         let node = self.get(scope, id).await?;
-        let (manifest, size, hash): (Uuid, i64, String) = self
+        let (manifest, size, hash, content_type): (Uuid, i64, String, Option<String>) = self
             .db
-            .query("SELECT manifest_id, size, hash FROM drive_versions WHERE id = $1 AND node_id = $2")
+            .query("SELECT manifest_id, size, hash, content_type FROM drive_versions WHERE id = $1 AND node_id = $2")
             .bind(version)
             .bind(node.id)
             .fetch_optional()
@@ -287,8 +310,8 @@ impl Drive {
         let new_version = Uuid::now_v7();
         let mut tx = self.db.begin().await?;
         tx.query(
-            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at, content_type) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(new_version)
         .bind(node.id)
@@ -297,16 +320,19 @@ impl Drive {
         .bind(hash.as_str())
         .bind(scope.actor)
         .bind(now)
+        .bind(content_type.clone())
         .execute()
         .await?;
         tx.query(
-            "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5 WHERE id = $1",
+            "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5, \
+             content_type = $6 WHERE id = $1",
         )
         .bind(node.id)
         .bind(new_version)
         .bind(size)
         .bind(hash.as_str())
         .bind(now)
+        .bind(content_type)
         .execute()
         .await?;
         tx.commit().await?;

@@ -373,6 +373,15 @@ impl oppidum_core::Directory for Identity {
             repo::get_user_by_email(&self.db, &email.trim().to_lowercase()).await.map_err(IdentityError::from)?;
         Ok(user.map(|u| u.id))
     }
+
+    async fn hash_password(&self, password: &str) -> std::result::Result<String, oppidum_core::Error> {
+        Ok(crate::password::hash(password.to_owned()).await?)
+    }
+
+    async fn verify_password(&self, password: &str, stored: &str) -> std::result::Result<bool, oppidum_core::Error> {
+        let verified = crate::password::verify(password.to_owned(), Some(stored.to_owned())).await?;
+        Ok(verified != crate::password::Verified::No)
+    }
 }
 
 #[cfg(test)]

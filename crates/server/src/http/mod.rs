@@ -38,6 +38,7 @@ use crate::app::AppState;
         (name = "audit", description = "Append-only, hash-chained audit log"),
         (name = "mail", description = "Transactional mail through the durable outbox"),
         (name = "drive", description = "Deduplicated, versioned files"),
+        (name = "links", description = "Public links: what anyone holding one sees (`/s/{token}`)"),
     )
 )]
 struct ApiDoc;

@@ -9,6 +9,7 @@ mod account_flows;
 mod cli;
 mod dav;
 mod drive;
+mod drive_sharing;
 mod http_basics;
 mod identity_audit;
 mod identity_auth;

@@ -1,4 +1,7 @@
-//! `/api/drive/*`: the JSON and content endpoints of a user's drive.
+//! `/api/drive/*`: the JSON and content endpoints of drives; `/s/*`: public links.
+
+mod public;
+mod sharing;
 
 use axum::Json as AxumJson;
 use axum::body::Body;
@@ -49,13 +52,22 @@ pub fn routes() -> OpenApiRouter<Drive> {
         .routes(routes!(usage))
         .routes(routes!(copy))
         .routes(routes!(restore_version))
+        .routes(routes!(sharing::share, sharing::shares))
+        .routes(routes!(sharing::unshare))
+        .routes(routes!(sharing::shared_with_me))
+        .routes(routes!(sharing::create_link, sharing::links))
+        .routes(routes!(sharing::revoke_link))
+        .routes(routes!(public::open))
+        .routes(routes!(public::file))
+        .routes(routes!(public::folder))
+        .routes(routes!(public::drop_file))
 }
 
-fn if_match(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Option<String> {
     headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-fn with_etag(node: &Node, mut response: Response) -> Response {
+pub(crate) fn with_etag(node: &Node, mut response: Response) -> Response {
     if let Ok(value) = HeaderValue::from_str(&node.etag()) {
         response.headers_mut().insert(header::ETAG, value);
     }
@@ -216,15 +228,27 @@ pub async fn download(
 ) -> Result<Response> {
     let scope = drive.resolve(&principal, id).await?;
     let node = drive.get(&scope, id).await?;
+    content_response(&drive, &scope, &node, query.version, &headers).await
+}
+
+/// A file's content as a response: `If-None-Match` (304), a single `Range` (206, or 416 with
+/// the size), the type found when it was stored.
+pub(crate) async fn content_response(
+    drive: &Drive,
+    scope: &Scope,
+    node: &Node,
+    version: Option<Uuid>,
+    headers: &HeaderMap,
+) -> Result<Response> {
     let size = u64::try_from(node.size).unwrap_or(0);
-    if query.version.is_none()
+    if version.is_none()
         && let Some(tags) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
         && tags.split(',').any(|t| t.trim() == node.etag() || t.trim() == "*")
     {
-        return Ok(with_etag(&node, StatusCode::NOT_MODIFIED.into_response()));
+        return Ok(with_etag(node, StatusCode::NOT_MODIFIED.into_response()));
     }
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(value) if query.version.is_none() => match parse_range(value, size) {
+        Some(value) if version.is_none() => match parse_range(value, size) {
             Ok(range) => Some(range),
             Err(()) => {
                 let mut response = Error::from_kind(ErrorKind::RangeNotSatisfiable).into_response();
@@ -236,11 +260,19 @@ pub async fn download(
         },
         _ => None,
     };
-    let (node, body) = drive.download(&scope, id, query.version, range.clone()).await?;
+    let (node, body) = drive.download(scope, node.id, version, range.clone()).await?;
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    let content_type = node.content_type.as_deref().unwrap_or("application/octet-stream");
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if crate::sniff::is_active(content_type) {
+        // Never rendered from our origin: a download.
+        headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
+    }
     if let Some(range) = range {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         let value = format!("bytes {}-{}/{size}", range.start, range.end - 1);
