@@ -52,6 +52,10 @@ pub enum DriveError {
     LinkGone,
     #[error("the link needs its password")]
     LinkPassword,
+    #[error("virus found: {0}")]
+    VirusDetected(String),
+    #[error("the virus scanner is unavailable")]
+    ScannerUnavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An error of another service (authorization), passed on as is.
@@ -129,6 +133,16 @@ impl From<DriveError> for Error {
                 ErrorKind::Unauthenticated,
                 "link_password_required",
                 "This link is protected: send its password in the `X-Link-Password` header.",
+            ),
+            DriveError::VirusDetected(name) => Error::new(
+                ErrorKind::Unprocessable,
+                "virus_detected",
+                format!("The file contains a virus ({name}); it was not stored."),
+            ),
+            DriveError::ScannerUnavailable => Error::new(
+                ErrorKind::Unavailable,
+                "antivirus_unavailable",
+                "Uploads are scanned for viruses and the scanner is unavailable; try again later.",
             ),
             DriveError::Store(err) => err.into(),
             DriveError::Upstream(err) => err,

@@ -3,6 +3,7 @@
 //! file, user and organization. This crate starts with the content store; files, versions,
 //! sharing and WebDAV build on it.
 
+pub mod antivirus;
 pub mod chunker;
 pub mod content;
 pub mod dav;

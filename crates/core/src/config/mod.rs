@@ -247,6 +247,29 @@ pub struct DriveConfig {
     pub org_quota: ByteSize,
     /// Uploads one user may run at once on one node (`429 too_many_uploads` beyond); 0: no cap.
     pub max_concurrent_uploads: usize,
+    /// Virus scanning of uploads by a ClamAV daemon.
+    pub antivirus: AntivirusConfig,
+}
+
+/// ClamAV (`clamd`) scanning of uploads, over its INSTREAM command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AntivirusConfig {
+    /// `tcp://host:port` or `unix:/path/to/clamd.sock`; unset: no scanning.
+    pub address: Option<String>,
+    /// Refuse uploads (`503 antivirus_unavailable`) while clamd cannot be reached; `false`
+    /// accepts them unscanned, with a warning in the log.
+    pub required: bool,
+    /// Bytes of each upload sent to clamd (keep at or below clamd's `StreamMaxLength`).
+    pub scan_limit: ByteSize,
+    /// Longest wait for clamd's verdict once the upload ended.
+    pub timeout_secs: u64,
+}
+
+impl Default for AntivirusConfig {
+    fn default() -> Self {
+        Self { address: None, required: true, scan_limit: ByteSize(25 << 20), timeout_secs: 60 }
+    }
 }
 
 impl Default for DriveConfig {
@@ -256,6 +279,7 @@ impl Default for DriveConfig {
             user_quota: ByteSize(0),
             org_quota: ByteSize(0),
             max_concurrent_uploads: 8,
+            antivirus: AntivirusConfig::default(),
         }
     }
 }

@@ -17,6 +17,13 @@ impl Config {
         if self.http.body_limit.bytes() == 0 {
             problems.push("http.body_limit: must be larger than zero".into());
         }
+        if let Some(address) = &self.drive.antivirus.address
+            && !(address.starts_with("tcp://") || address.starts_with("unix:"))
+        {
+            problems.push(format!(
+                "drive.antivirus.address: `{address}` must be tcp://host:port or unix:/path/to/clamd.sock"
+            ));
+        }
         if self.http.request_timeout_secs == 0 {
             problems.push("http.request_timeout_secs: must be at least 1".into());
         }

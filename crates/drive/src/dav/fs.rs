@@ -22,9 +22,11 @@ pub(crate) fn fs_error(error: DriveError) -> FsError {
         DriveError::NameTaken(_) => FsError::Exists,
         DriveError::QuotaExceeded(_) => FsError::InsufficientStorage,
         DriveError::TooLarge(_) => FsError::TooLarge,
-        DriveError::ReadOnly | DriveError::InvalidName(_) | DriveError::InvalidMove | DriveError::PropertyTooLarge => {
-            FsError::Forbidden
-        }
+        DriveError::ReadOnly
+        | DriveError::InvalidName(_)
+        | DriveError::InvalidMove
+        | DriveError::PropertyTooLarge
+        | DriveError::VirusDetected(_) => FsError::Forbidden,
         DriveError::PreconditionFailed | DriveError::TooManyUploads(_) => FsError::Exists,
         other => {
             tracing::error!(error = %other, "WebDAV operation failed");

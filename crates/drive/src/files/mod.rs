@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::antivirus::Antivirus;
 use crate::content::ContentStore;
 use crate::error::DriveError;
 
@@ -123,6 +124,7 @@ pub struct Drive {
     config: DriveConfig,
     orgs: Arc<dyn Directory>,
     uploads: upload::UploadSlots,
+    antivirus: Option<Antivirus>,
 }
 
 /// Checks a file or folder name: no separators, no `.`/`..`, no control characters, not too long.
@@ -139,7 +141,8 @@ pub fn validate_name(name: &str) -> Result<String, DriveError> {
 
 impl Drive {
     pub fn new(db: Db, content: ContentStore, config: DriveConfig, orgs: Arc<dyn Directory>) -> Self {
-        Self { db, content, config, orgs, uploads: upload::UploadSlots::default() }
+        let antivirus = Antivirus::from_config(&config.antivirus);
+        Self { db, content, config, orgs, uploads: upload::UploadSlots::default(), antivirus }
     }
 
     /// Who is who: organizations, permissions, users.

@@ -9,6 +9,7 @@ use oppidum_store::ByteStream;
 use uuid::Uuid;
 
 use super::{Drive, Node, Scope, Version, check_if_match, validate_name};
+use crate::antivirus::Verdict;
 use crate::content::Manifest;
 use crate::error::DriveError;
 use crate::sniff::{self, SNIFF_LEN};
@@ -129,12 +130,37 @@ impl Drive {
                 chunk
             })
             .boxed();
-        match self.content.ingest(body, pending.limit).await {
+        let (body, scan) = match &self.antivirus {
+            Some(antivirus) => {
+                let (body, scan) = antivirus.scan(body);
+                (body, Some((antivirus, scan)))
+            }
+            None => (body, None),
+        };
+        let manifest = match self.content.ingest(body, pending.limit).await {
             Err(DriveError::TooLarge(_)) if pending.quota_bound => {
                 Err(DriveError::QuotaExceeded(self.quota_of(&pending.scope)))
             }
             other => other,
+        }?;
+        if let Some((antivirus, scan)) = scan {
+            let (drive, name) = (&pending.scope.drive, &pending.name);
+            match scan.verdict().await {
+                Verdict::Clean => {}
+                Verdict::Infected(virus) => {
+                    tracing::warn!(%virus, %drive, %name, "upload refused: a virus was found");
+                    return Err(DriveError::VirusDetected(virus));
+                }
+                Verdict::Unavailable(why) if antivirus.required => {
+                    tracing::error!(%why, %drive, %name, "upload refused: the virus scanner is unavailable");
+                    return Err(DriveError::ScannerUnavailable);
+                }
+                Verdict::Unavailable(why) => {
+                    tracing::warn!(%why, %drive, %name, "upload accepted without a virus scan (scanner unavailable)");
+                }
+            }
         }
+        Ok(manifest)
     }
 
     /// Makes the stored content the file's new current version (or a new file). Returns the node

@@ -6,6 +6,7 @@
 mod harness;
 
 mod account_flows;
+mod antivirus;
 mod cli;
 mod dav;
 mod drive;
