@@ -11,6 +11,8 @@ pub mod error;
 pub mod files;
 pub mod http;
 pub mod sniff;
+#[cfg(test)]
+mod testing;
 
 pub use content::{ContentStore, Manifest};
 pub use error::DriveError;

@@ -76,8 +76,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Hourly: drive chunks no version references (after a day's grace, which covers uploads in
-/// progress) and idle rate-limit entries.
+/// Hourly: drive retention (expired trash, old versions), then drive chunks no version
+/// references (after a day's grace, which covers uploads in progress), and idle rate-limit
+/// entries.
 async fn collect_garbage(state: AppState, stop: CancellationToken) {
     loop {
         tokio::select! {
@@ -85,6 +86,15 @@ async fn collect_garbage(state: AppState, stop: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(3_600)) => {}
         }
         state.identity.shrink_limits();
+        match state.drive.enforce_retention(chrono::Utc::now()).await {
+            Ok(done) if done.purged_nodes + done.deleted_versions > 0 => tracing::info!(
+                purged = done.purged_nodes,
+                versions = done.deleted_versions,
+                "drive retention removed expired trash and versions"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "drive retention failed"),
+        }
         match state.drive.content().collect_garbage(chrono::Duration::hours(24)).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(chunks = n, "collected unreferenced drive chunks"),

@@ -249,6 +249,12 @@ pub struct DriveConfig {
     pub max_concurrent_uploads: usize,
     /// Virus scanning of uploads by a ClamAV daemon.
     pub antivirus: AntivirusConfig,
+    /// Days a trashed file or folder stays restorable before it is purged; 0: kept until purged.
+    pub trash_days: u64,
+    /// Versions of each file kept besides the current one… (0: all)
+    pub keep_versions: u64,
+    /// …and their age limit in days (0: no limit). A version goes when either rule says so.
+    pub keep_version_days: u64,
 }
 
 /// ClamAV (`clamd`) scanning of uploads, over its INSTREAM command.
@@ -280,6 +286,9 @@ impl Default for DriveConfig {
             org_quota: ByteSize(0),
             max_concurrent_uploads: 8,
             antivirus: AntivirusConfig::default(),
+            trash_days: 30,
+            keep_versions: 100,
+            keep_version_days: 0,
         }
     }
 }

@@ -2,16 +2,14 @@
 //! `Timeout`, `Lock-Token`, `Content-Range`) and XML bodies go through the real handler over a
 //! real drive (SQLite, in-memory blobs). No request may panic or fail with an internal error.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Body;
 use chrono::Utc;
 use http::{Method, Request};
 use oppidum_core::config::DriveConfig;
-use oppidum_core::principal::{Credential, LoginName};
+use oppidum_core::principal::LoginName;
 use oppidum_core::time::SystemClock;
-use oppidum_core::{Directory, Error, OrgAccess, Principal};
 use oppidum_store::Db;
 use oppidum_store::blob::ObjectBlobStore;
 use rand::rngs::StdRng;
@@ -19,43 +17,8 @@ use rand::{Rng, SeedableRng};
 use tower::ServiceExt;
 use uuid::Uuid;
 
+use crate::testing::{NoOrgs, principal};
 use crate::{ContentStore, Drive};
-
-/// No organization is visible in these tests.
-#[derive(Debug)]
-struct NoOrgs;
-
-#[async_trait::async_trait]
-impl Directory for NoOrgs {
-    async fn org_access(&self, _: &Principal, _: Uuid, _: &str) -> Result<OrgAccess, Error> {
-        Ok(OrgAccess::Hidden)
-    }
-
-    async fn user_by_email(&self, _: &str) -> Result<Option<Uuid>, Error> {
-        Ok(None)
-    }
-
-    async fn hash_password(&self, password: &str) -> Result<String, Error> {
-        Ok(password.to_owned())
-    }
-
-    async fn verify_password(&self, password: &str, stored: &str) -> Result<bool, Error> {
-        Ok(password == stored)
-    }
-}
-
-fn principal(user: Uuid) -> Principal {
-    Principal {
-        user_id: user,
-        org_id: Uuid::nil(),
-        permissions: BTreeSet::new(),
-        instance_admin: false,
-        credential: Credential::AppPassword { id: Uuid::nil(), scopes: vec!["dav".into()] },
-        impersonator: None,
-        ip: None,
-        user_agent: None,
-    }
-}
 
 const METHODS: [&str; 13] = [
     "PROPFIND",

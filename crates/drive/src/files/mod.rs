@@ -33,6 +33,9 @@ mod copy;
 mod links;
 mod paths;
 mod properties;
+mod retention;
+#[cfg(test)]
+mod retention_tests;
 mod sharing;
 mod trash;
 mod upload;
@@ -40,6 +43,7 @@ mod upload;
 pub use access::Scope;
 pub use links::{CreatedLink, Link, NewLink, OpenLink};
 pub use properties::DeadProperty;
+pub use retention::Retention;
 pub use sharing::{NewShare, Share, SharedNode};
 pub use trash::Usage;
 pub use upload::PendingUpload;

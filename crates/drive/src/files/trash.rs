@@ -75,9 +75,14 @@ impl Drive {
     pub async fn purge(&self, scope: &Scope, id: Uuid) -> Result<(), DriveError> {
         scope.require_write()?;
         let node = self.trashed(scope, id).await?;
+        self.purge_node(node.id).await
+    }
+
+    /// Deletes a node, its subtree and their versions, whoever owns it.
+    pub(super) async fn purge_node(&self, id: Uuid) -> Result<(), DriveError> {
         // Every node of the subtree, to find the manifests of their versions.
-        let mut ids = vec![node.id];
-        let mut frontier = vec![node.id];
+        let mut ids = vec![id];
+        let mut frontier = vec![id];
         while let Some(parent) = frontier.pop() {
             let children: Vec<(Uuid,)> =
                 self.db.query("SELECT id FROM drive_nodes WHERE parent_id = $1").bind(parent).fetch_all().await?;
@@ -96,7 +101,7 @@ impl Drive {
                 .await?;
             manifests.extend(rows.into_iter().map(|(m,)| m));
         }
-        self.db.query("DELETE FROM drive_nodes WHERE id = $1").bind(node.id).execute().await?;
+        self.db.query("DELETE FROM drive_nodes WHERE id = $1").bind(id).execute().await?;
         for manifest in manifests {
             self.content.delete(manifest).await?;
         }
