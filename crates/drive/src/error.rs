@@ -52,6 +52,8 @@ pub enum DriveError {
     LinkGone,
     #[error("the link needs its password")]
     LinkPassword,
+    #[error("invalid cursor")]
+    InvalidCursor,
     #[error("virus found: {0}")]
     VirusDetected(String),
     #[error("the virus scanner is unavailable")]
@@ -134,6 +136,9 @@ impl From<DriveError> for Error {
                 "link_password_required",
                 "This link is protected: send its password in the `X-Link-Password` header.",
             ),
+            DriveError::InvalidCursor => {
+                Error::invalid("invalid_cursor", "The cursor is not one this listing returned (with the same sort).")
+            }
             DriveError::VirusDetected(name) => Error::new(
                 ErrorKind::Unprocessable,
                 "virus_detected",

@@ -31,6 +31,7 @@ macro_rules! select_nodes {
 mod access;
 mod copy;
 mod links;
+mod listing;
 mod paths;
 mod properties;
 mod retention;
@@ -42,6 +43,7 @@ mod upload;
 
 pub use access::Scope;
 pub use links::{CreatedLink, Link, NewLink, OpenLink};
+pub use listing::{NodePage, Order, SortKey};
 pub use properties::DeadProperty;
 pub use retention::Retention;
 pub use sharing::{NewShare, Share, SharedNode};

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::files::{CopyNode, CreateFolder, Drive, Node, Scope, UpdateNode, Usage, Version};
+use crate::files::{CopyNode, CreateFolder, Drive, Node, NodePage, Order, Scope, SortKey, UpdateNode, Usage, Version};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -80,18 +80,31 @@ pub struct ListQuery {
     pub parent: Option<Uuid>,
     /// Which drive's top level (`me` or `org:<id>`), when `parent` is absent.
     pub drive: Option<String>,
+    /// `name` (default), `updated` or `size`; folders always come first.
+    #[param(value_type = Option<String>)]
+    pub sort: Option<SortKey>,
+    /// `asc` (default) or `desc`.
+    #[param(value_type = Option<String>)]
+    pub order: Option<Order>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 200).
+    pub limit: Option<i64>,
 }
 
-/// The files and folders of a folder of your drive.
+/// The files and folders of a folder, a page at a time.
 #[utoipa::path(get, path = "/api/drive/files", tag = "drive", params(ListQuery),
-    responses((status = 200, body = Vec<Node>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = NodePage), (status = 400, description = "`invalid_cursor`", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(drive): State<Drive>,
     principal: Principal,
     Query(query): Query<ListQuery>,
-) -> Result<AxumJson<Vec<Node>>> {
+) -> Result<AxumJson<NodePage>> {
     let scope = scope_for(&drive, &principal, query.parent, query.drive.as_deref()).await?;
-    Ok(AxumJson(drive.list(&scope, query.parent).await?))
+    let (sort, order) = (query.sort.unwrap_or_default(), query.order.unwrap_or_default());
+    let page = drive.list_page(&scope, query.parent, sort, order, query.cursor.as_deref(), query.limit);
+    Ok(AxumJson(page.await?))
 }
 
 /// Creates a folder.

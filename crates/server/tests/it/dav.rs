@@ -299,7 +299,8 @@ async fn dav_organization_drives_follow_roles(backend: Backend) {
     let r = upload(g.access.clone(), format!("org:{team}"), "guest.txt").await;
     assert_eq!(r.status(), 403);
     assert_eq!(json(r).await["code"], "read_only");
-    let listing = json(server.get_as(&format!("/api/drive/files?drive=org:{team}"), &g.access).await).await;
+    let listing =
+        json(server.get_as(&format!("/api/drive/files?drive=org:{team}"), &g.access).await).await["items"].clone();
     assert_eq!(listing[0]["name"], "plan.txt", "{listing}");
     // Another organization's drive does not exist for them, by API or WebDAV.
     for token in [&c.access, &g.access] {

@@ -98,7 +98,8 @@ async fn drive_shares_reach_only_the_shared_subtree(backend: Backend) {
     let shared = json(server.get_as("/api/drive/shared", &b.access).await).await;
     assert_eq!(shared[0]["node"]["name"], "Plans", "{shared}");
     assert_eq!(shared[0]["access"], "read");
-    let listing = json(server.get_as(&format!("/api/drive/files?parent={folder}"), &b.access).await).await;
+    let listing =
+        json(server.get_as(&format!("/api/drive/files?parent={folder}"), &b.access).await).await["items"].clone();
     assert_eq!(listing[0]["name"], "q3.txt");
     let content = server.get_as(&format!("/api/drive/files/{inside}/content"), &b.access).await;
     assert_eq!(content.text().await.expect("body"), "q3 plan");
@@ -126,7 +127,7 @@ async fn drive_shares_reach_only_the_shared_subtree(backend: Backend) {
     let path = format!("/api/drive/files/{inside}");
     assert_eq!(status(&server, Method::PATCH, &path, &b.access, Some(json!({"parent_id": private}))).await, 404);
     // b's own drive does not get a's folder, and a's top level stays a's.
-    let own = json(server.get_as("/api/drive/files", &b.access).await).await;
+    let own = json(server.get_as("/api/drive/files", &b.access).await).await["items"].clone();
     assert_eq!(own.as_array().map(Vec::len), Some(0), "{own}");
 
     // Shared with the group: its member c reads it, d (elsewhere) does not.
@@ -250,7 +251,8 @@ async fn drive_public_links_expire_count_and_drop(backend: Backend) {
     let shown = json(public(&server, &path, None).await).await;
     assert!(shown["entries"].is_null(), "{shown}");
     assert_eq!(public(&server, &format!("{path}/files/{inner}"), None).await.status(), 404);
-    let listing = json(server.get_as(&format!("/api/drive/files?parent={folder}"), &a.access).await).await;
+    let listing =
+        json(server.get_as(&format!("/api/drive/files?parent={folder}"), &a.access).await).await["items"].clone();
     assert_eq!(listing.as_array().map(Vec::len), Some(3), "{listing}");
     let original = server.get_as(&format!("/api/drive/files/{inner}/content"), &a.access).await;
     assert_eq!(original.text().await.expect("body"), "inner", "the drop replaced nothing");
