@@ -52,6 +52,8 @@ pub enum DriveError {
     LinkGone,
     #[error("the link needs its password")]
     LinkPassword,
+    #[error("the upload stands at offset {0}")]
+    OffsetMismatch(u64),
     #[error("invalid cursor")]
     InvalidCursor,
     #[error("virus found: {0}")]
@@ -135,6 +137,11 @@ impl From<DriveError> for Error {
                 ErrorKind::Unauthenticated,
                 "link_password_required",
                 "This link is protected: send its password in the `X-Link-Password` header.",
+            ),
+            DriveError::OffsetMismatch(at) => Error::new(
+                ErrorKind::Conflict,
+                "offset_mismatch",
+                format!("The upload stands at byte {at}: send the part that starts there (HEAD tells the offset)."),
             ),
             DriveError::InvalidCursor => {
                 Error::invalid("invalid_cursor", "The cursor is not one this listing returned (with the same sort).")

@@ -255,5 +255,6 @@ impl ContentStore {
     }
 }
 
+mod staging;
 #[cfg(test)]
 mod tests;

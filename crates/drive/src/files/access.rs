@@ -103,6 +103,18 @@ impl Drive {
         self.share_scope(principal, &drive, id).await
     }
 
+    /// The principal's scope on a whole drive named as stored (`u:<id>`, `o:<id>`).
+    pub(super) async fn scope_of_drive(&self, principal: &Principal, drive: &str) -> Result<Scope, DriveError> {
+        let personal = Scope::personal(principal);
+        if drive == personal.drive {
+            return Ok(personal);
+        }
+        match drive.strip_prefix("o:").and_then(|id| Uuid::parse_str(id).ok()) {
+            Some(org) => self.org_scope(principal, org).await,
+            None => Err(DriveError::NotFound),
+        }
+    }
+
     /// The byte quota of a drive (0: unlimited).
     pub(crate) fn quota_of(&self, scope: &Scope) -> u64 {
         if scope.org().is_some() { self.config.org_quota.bytes() } else { self.config.user_quota.bytes() }

@@ -34,6 +34,7 @@ mod links;
 mod listing;
 mod paths;
 mod properties;
+mod resumable;
 mod retention;
 #[cfg(test)]
 mod retention_tests;
@@ -45,6 +46,7 @@ pub use access::Scope;
 pub use links::{CreatedLink, Link, NewLink, OpenLink};
 pub use listing::{NodePage, Order, SortKey};
 pub use properties::DeadProperty;
+pub use resumable::{SESSION_HOURS, UploadSession};
 pub use retention::Retention;
 pub use sharing::{NewShare, Share, SharedNode};
 pub use trash::Usage;
@@ -154,6 +156,11 @@ impl Drive {
     /// Who is who: organizations, permissions, users.
     pub fn directory(&self) -> &dyn Directory {
         self.orgs.as_ref()
+    }
+
+    /// Largest file accepted.
+    pub fn max_file_size(&self) -> u64 {
+        self.config.max_file_size.bytes()
     }
 
     /// The database behind this drive.

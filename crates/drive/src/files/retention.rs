@@ -17,12 +17,13 @@ const BATCH: i64 = 1000;
 pub struct Retention {
     pub purged_nodes: u64,
     pub deleted_versions: u64,
+    pub expired_uploads: u64,
 }
 
 impl Drive {
     /// One retention pass as of `now`.
     pub async fn enforce_retention(&self, now: DateTime<Utc>) -> Result<Retention, DriveError> {
-        let mut done = Retention::default();
+        let mut done = Retention { expired_uploads: self.expire_sessions(now).await?, ..Retention::default() };
         if self.config.trash_days > 0 {
             let cutoff = now - Duration::days(i64::try_from(self.config.trash_days).unwrap_or(i64::MAX / 86_400_000));
             let expired: Vec<(Uuid,)> = self

@@ -20,13 +20,13 @@ pub(super) struct UploadSlots(Arc<Mutex<HashMap<Uuid, usize>>>);
 
 /// Holds one of a user's upload slots until dropped.
 #[derive(Debug)]
-struct Slot {
+pub(super) struct Slot {
     slots: UploadSlots,
     user: Uuid,
 }
 
 impl UploadSlots {
-    fn take(&self, user: Uuid, cap: usize) -> Result<Slot, DriveError> {
+    pub(super) fn take(&self, user: Uuid, cap: usize) -> Result<Slot, DriveError> {
         let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = map.entry(user).or_default();
         if cap > 0 && *count >= cap {

@@ -2,6 +2,7 @@
 
 mod public;
 mod sharing;
+mod tus;
 
 use axum::Json as AxumJson;
 use axum::body::Body;
@@ -61,6 +62,8 @@ pub fn routes() -> OpenApiRouter<Drive> {
         .routes(routes!(public::file))
         .routes(routes!(public::folder))
         .routes(routes!(public::drop_file))
+        .routes(routes!(tus::capabilities, tus::create))
+        .routes(routes!(tus::status, tus::append, tus::cancel))
 }
 
 pub(crate) fn if_match(headers: &HeaderMap) -> Option<String> {

@@ -10,6 +10,7 @@ mod antivirus;
 mod cli;
 mod dav;
 mod drive;
+mod drive_resumable;
 mod drive_sharing;
 mod http_basics;
 mod identity_audit;
