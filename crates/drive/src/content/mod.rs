@@ -87,17 +87,21 @@ impl ContentStore {
         }
         let key = format!("chunks/{}/{hash}/{}", &hash[..2], Uuid::now_v7().simple());
         let len = data.len() as u64;
-        self.blobs.put_bytes(&key, data).await?;
+        let (stored, compression) = compress(data).await;
+        let stored_len = stored.len() as u64;
+        self.blobs.put_bytes(&key, stored).await?;
         let inserted = self
             .db
             .query(
-                "INSERT INTO drive_chunks (hash, size, stored_size, blob_key, touched_at) VALUES ($1, $2, $2, $3, $4) \
-                 ON CONFLICT (hash) DO NOTHING",
+                "INSERT INTO drive_chunks (hash, size, stored_size, blob_key, touched_at, compression) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING",
             )
             .bind(hash)
             .bind(i64::try_from(len).unwrap_or(i64::MAX))
+            .bind(i64::try_from(stored_len).unwrap_or(i64::MAX))
             .bind(key.as_str())
             .bind(now)
+            .bind(compression)
             .execute()
             .await?;
         if inserted == 0 {
@@ -111,7 +115,7 @@ impl ContentStore {
                 .await?;
             return Ok(0);
         }
-        Ok(len)
+        Ok(stored_len)
     }
 
     /// Records a manifest; from now on its chunks are safe from collection.
@@ -176,20 +180,20 @@ impl ContentStore {
 
     /// Streams the content of `manifest`, or the byte `range` of it, a chunk at a time.
     pub async fn read(&self, manifest: Uuid, range: Option<Range<u64>>) -> Result<ByteStream, DriveError> {
-        let rows: Vec<(i64, String)> = self
+        let rows: Vec<(i64, String, Option<String>)> = self
             .db
             .query(
-                "SELECT mc.size, c.blob_key FROM drive_manifest_chunks mc JOIN drive_chunks c ON c.hash = mc.chunk_hash \
-                 WHERE mc.manifest_id = $1 ORDER BY mc.seq",
+                "SELECT mc.size, c.blob_key, c.compression FROM drive_manifest_chunks mc \
+                 JOIN drive_chunks c ON c.hash = mc.chunk_hash WHERE mc.manifest_id = $1 ORDER BY mc.seq",
             )
             .bind(manifest)
             .fetch_all()
             .await?;
-        let total: u64 = rows.iter().map(|(size, _)| u64::try_from(*size).unwrap_or(0)).sum();
+        let total: u64 = rows.iter().map(|(size, _, _)| u64::try_from(*size).unwrap_or(0)).sum();
         let range = range.unwrap_or(0..total);
         let mut plan = Vec::new();
         let mut offset = 0_u64;
-        for (size, key) in rows {
+        for (size, key, compression) in rows {
             let size = u64::try_from(size).unwrap_or(0);
             let (start, end) = (offset, offset + size);
             offset = end;
@@ -198,13 +202,22 @@ impl ContentStore {
             }
             let from = range.start.saturating_sub(start);
             let to = size - end.saturating_sub(range.end);
-            plan.push((key, from..to, size));
+            plan.push((key, from..to, size, compression));
         }
         let blobs = self.blobs.clone();
         let stream = futures::stream::iter(plan)
-            .then(move |(key, part, size)| {
+            .then(move |(key, part, size, compression)| {
                 let blobs = blobs.clone();
                 async move {
+                    if compression.is_some() {
+                        // Compressed chunks are read whole, then cut.
+                        let read = blobs.get(&key, None).await.map_err(std::io::Error::other)?;
+                        let stored: Vec<Bytes> = read.body.try_collect().await?;
+                        let data = decompress(stored.concat(), size).await?;
+                        let piece = data
+                            .slice(usize::try_from(part.start).unwrap_or(0)..usize::try_from(part.end).unwrap_or(0));
+                        return Ok::<_, std::io::Error>(futures::stream::iter([Ok(piece)]).boxed());
+                    }
                     let whole = part.start == 0 && part.end == size;
                     let read = blobs.get(&key, (!whole).then_some(part)).await.map_err(std::io::Error::other)?;
                     Ok::<_, std::io::Error>(read.body)
@@ -258,3 +271,27 @@ impl ContentStore {
 mod staging;
 #[cfg(test)]
 mod tests;
+
+/// Compresses a chunk with LZ4 when that saves at least a tenth of it (text, office files,
+/// logs); already compressed data (media, archives) is stored as is.
+async fn compress(data: Bytes) -> (Bytes, Option<&'static str>) {
+    let original = data.clone();
+    let packed = tokio::task::spawn_blocking(move || lz4_flex::block::compress(&data)).await;
+    match packed {
+        Ok(packed) if packed.len() < original.len() - original.len() / 10 => (Bytes::from(packed), Some("lz4")),
+        _ => (original, None),
+    }
+}
+
+/// The data of a compressed chunk of `size` bytes.
+async fn decompress(stored: Vec<u8>, size: u64) -> Result<Bytes, std::io::Error> {
+    let size = usize::try_from(size).map_err(std::io::Error::other)?;
+    let data = tokio::task::spawn_blocking(move || lz4_flex::block::decompress(&stored, size))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|err| std::io::Error::other(format!("a stored chunk does not decompress: {err}")))?;
+    if data.len() != size {
+        return Err(std::io::Error::other("a stored chunk decompresses to the wrong size"));
+    }
+    Ok(Bytes::from(data))
+}

@@ -109,3 +109,24 @@ async fn content_limit_and_garbage_collection() {
         assert_eq!(read_all(&f.store, id, None).await, bytes);
     }
 }
+
+#[tokio::test]
+async fn content_compresses_where_it_pays() {
+    for f in fixtures("content_compresses_where_it_pays").await {
+        // Text compresses: it is stored smaller, and reads back whole and in ranges.
+        let text: Vec<u8> =
+            (0..200_000).flat_map(|i| format!("line {i}: the quick brown fox\n").into_bytes()).collect();
+        let manifest = f.store.ingest(body(&text), u64::MAX).await.expect("ingest");
+        assert!(manifest.new_bytes < manifest.size / 3, "stored {} of {}", manifest.new_bytes, manifest.size);
+        let id = f.store.commit(&manifest).await.expect("commit");
+        assert_eq!(read_all(&f.store, id, None).await, text);
+        let (a, b) = (1_234_567, 1_300_000);
+        assert_eq!(read_all(&f.store, id, Some(a..b)).await, text[a as usize..b as usize].to_vec());
+        // Random bytes do not: stored as they are.
+        let noise = data(2 * 1024 * 1024, 11);
+        let manifest = f.store.ingest(body(&noise), u64::MAX).await.expect("ingest");
+        assert_eq!(manifest.new_bytes, manifest.size);
+        let id = f.store.commit(&manifest).await.expect("commit");
+        assert_eq!(read_all(&f.store, id, Some(10..20)).await, noise[10..20].to_vec());
+    }
+}
