@@ -257,9 +257,20 @@ async fn dav_authentication_and_tenancy(backend: Backend) {
             assert!(r.status().is_client_error() || r.status() == 502, "{verb} → {destination}: {}", r.status());
         }
     }
+    // Names that look like links or escapes are plain names in B's drive, or refused.
+    for path in [
+        "/dav/files/b@example.org/..%5Ca@example.org%5Csecret.txt",
+        "/dav/files/b@example.org/link%20-%3E%20..%2F..%2Fa@example.org",
+        "/dav/files/b@example.org/~a@example.org",
+        "/dav/files/b@example.org/...",
+    ] {
+        let r = dav(&server, "PUT", path, auth_b, &[], "overwrite?").await;
+        assert!(matches!(r.status().as_u16(), 201 | 400 | 403 | 404), "PUT {path}: {}", r.status());
+    }
     let listing = dav(&server, "PROPFIND", "/dav/files/a@example.org/", auth_a, &[("depth", "1")], "").await;
     let listing = listing.text().await.expect("body");
     assert!(!listing.contains("stolen") && !listing.contains("mine.txt"), "{listing}");
+    assert_eq!(listing.matches("<D:response>").count(), 2, "only the top and secret.txt: {listing}");
     // A's file is untouched and B's drive still has B's file only.
     let r = dav(&server, "GET", "/dav/files/a@example.org/secret.txt", auth_a, &[], "").await;
     assert_eq!(r.text().await.expect("body"), "a's secret");
