@@ -86,7 +86,8 @@ impl From<DriveError> for Error {
             DriveError::InvalidName(name) => Error::invalid(
                 "invalid_name",
                 format!(
-                    "`{name}` is not a valid name: no `/`, `\\`, control characters, `.` or `..`; at most 255 bytes."
+                    "`{name}` is not a valid name: no `/`, `\\`, control characters, `.`, `..` or device names \
+                     (`CON`, `NUL`, …); at most 255 bytes."
                 ),
             ),
             DriveError::NameTaken(name) => {

@@ -135,7 +135,14 @@ pub struct Drive {
     antivirus: Option<Antivirus>,
 }
 
-/// Checks a file or folder name: no separators, no `.`/`..`, no control characters, not too long.
+/// Device names Windows reserves: a file called so cannot be synced to a Windows machine.
+const RESERVED: [&str; 22] = [
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9", "LPT1", "LPT2",
+    "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+];
+
+/// Checks a file or folder name: no separators, no `.`/`..`, no control characters, no reserved
+/// device name, at most 255 bytes.
 pub fn validate_name(name: &str) -> Result<String, DriveError> {
     let name = name.trim();
     let invalid = name.is_empty()
@@ -143,7 +150,8 @@ pub fn validate_name(name: &str) -> Result<String, DriveError> {
         || name == "."
         || name == ".."
         || name.contains(['/', '\\'])
-        || name.chars().any(char::is_control);
+        || name.chars().any(char::is_control)
+        || RESERVED.iter().any(|reserved| reserved.eq_ignore_ascii_case(name));
     if invalid { Err(DriveError::InvalidName(name.chars().take(64).collect())) } else { Ok(name.to_owned()) }
 }
 
@@ -366,7 +374,7 @@ mod tests {
 
     #[test]
     fn files_names_are_validated() {
-        for bad in ["", ".", "..", "a/b", "a\\b", "nul\u{0}", &"x".repeat(256)] {
+        for bad in ["", ".", "..", "a/b", "a\\b", "nul\u{0}", &"x".repeat(256), "CON", "nul", "Lpt1"] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(validate_name(" report.pdf ").expect("ok"), "report.pdf");

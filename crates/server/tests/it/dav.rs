@@ -278,7 +278,7 @@ async fn dav_authentication_and_tenancy(backend: Backend) {
 both!(dav_authentication_and_tenancy);
 
 async fn dav_organization_drives_follow_roles(backend: Backend) {
-    let site = Site::new(backend).await;
+    let site = Site::new(backend).await.with("OPPIDUM_DRIVE__ORG_QUOTA", "4KiB");
     let (server, root) = two_users(&site).await;
     let admin = server.login("root@example.org", PASSWORD).await;
     let create = |name: &str| json!({"parent_id": root, "name": name, "kind": "team"});
@@ -318,6 +318,17 @@ async fn dav_organization_drives_follow_roles(backend: Backend) {
         let r = server.get_as(&format!("/api/drive/files?drive=org:{other}"), token).await;
         assert_eq!(r.status(), 404);
     }
+    // The organization's quota, not the member's, bounds its drive.
+    let big = server
+        .client
+        .put(server.url(&format!("/api/drive/upload?drive=org:{team}&name=big.bin")))
+        .bearer_auth(&c.access)
+        .body(vec![0u8; 8 * 1024])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(big.status(), 507);
+    assert_eq!(upload(c.access.clone(), "me".into(), "mine.bin").await.status(), 201);
     let r = upload(c.access.clone(), "org:not-a-uuid".into(), "x.txt").await;
     assert_eq!(json(r).await["code"], "unknown_drive");
     // Over WebDAV, with app passwords.
@@ -443,3 +454,36 @@ async fn dav_locks_hold_across_nodes() {
     let r = dav(&one, "PUT", "/dav/files/a@example.org/shared.odt", auth, &[], "v3").await;
     assert_eq!(r.status(), 204);
 }
+
+/// A PUT whose connection drops halfway leaves no file and no version.
+async fn dav_interrupted_put_leaves_nothing(backend: Backend) {
+    use base64::Engine;
+    use tokio::io::AsyncWriteExt;
+    let site = Site::new(backend).await;
+    let (server, _) = two_users(&site).await;
+    let a = server.login("a@example.org", PASSWORD).await;
+    let password = app_password(&server, &a.access).await;
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("a@example.org:{password}"));
+    let mut socket = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+    let head = format!(
+        "PUT /dav/files/a%40example.org/half.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {credentials}\r\n\
+         Content-Length: 4000000\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.expect("head");
+    socket.write_all(&vec![7u8; 1_500_000]).await.expect("half the body");
+    drop(socket);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let r = dav(
+        &server,
+        "PROPFIND",
+        "/dav/files/a@example.org/half.bin",
+        ("a@example.org", &password),
+        &[("depth", "0")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let usage = json(server.get_as("/api/drive/usage", &a.access).await).await;
+    assert_eq!(usage["versions_bytes"], 0, "{usage}");
+}
+both!(dav_interrupted_put_leaves_nothing);

@@ -373,3 +373,42 @@ async fn drive_listings_sort_and_page(backend: Backend) {
     }
 }
 both!(drive_listings_sort_and_page);
+
+async fn drive_concurrent_uploads_are_capped(backend: Backend) {
+    use futures::SinkExt;
+    let site = Site::new(backend).await.with("OPPIDUM_DRIVE__MAX_CONCURRENT_UPLOADS", "1");
+    site.create_admin("root@example.org", PASSWORD);
+    let server = site.start().await;
+    let admin = server.login("root@example.org", PASSWORD).await;
+    // A slow upload holds the only slot while its body trickles in.
+    let (mut feed, body) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let slow = server
+        .client
+        .put(server.url("/api/drive/upload?name=slow.bin"))
+        .bearer_auth(&admin.access)
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let slow = tokio::spawn(slow);
+    feed.send(Ok(vec![1u8; 1000])).await.expect("feed");
+    let refused = crate::harness::eventually(std::time::Duration::from_secs(10), || async {
+        let r = server
+            .client
+            .put(server.url("/api/drive/upload?name=fast.bin"))
+            .bearer_auth(&admin.access)
+            .body("fast")
+            .send()
+            .await
+            .expect("request");
+        (r.status() == 429).then_some(r)
+    })
+    .await
+    .expect("a second upload is refused while the first runs");
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(json(refused).await["code"], "too_many_uploads");
+    // The slow upload finishes; its slot is free again.
+    drop(feed);
+    assert_eq!(slow.await.expect("join").expect("slow upload").status(), 201);
+    let r = server.client.put(server.url("/api/drive/upload?name=after.bin")).bearer_auth(&admin.access).body("ok");
+    assert_eq!(r.send().await.expect("request").status().as_u16(), 201);
+}
+both!(drive_concurrent_uploads_are_capped);
