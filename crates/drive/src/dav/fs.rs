@@ -1,6 +1,8 @@
 //! A drive seen as a WebDAV file system by dav-server: paths resolve to nodes; writes become
 //! versions; deletes go to the trash; dead properties live with the node.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use dav_server::davpath::DavPath;
@@ -95,6 +97,9 @@ impl DavDirEntry for Entry {
 pub(crate) struct DriveFs {
     drive: Drive,
     scope: Scope,
+    /// Paths resolved during this request (dav-server asks for the same path several times per
+    /// request); emptied by every change.
+    resolved: Arc<Mutex<HashMap<Vec<u8>, Option<Node>>>>,
 }
 
 /// The names along a path; non-UTF-8 names cannot exist in a drive.
@@ -105,14 +110,29 @@ fn segments(path: &DavPath) -> Result<Vec<String>, FsError> {
 
 impl DriveFs {
     pub(crate) fn new(drive: Drive, scope: Scope) -> Self {
-        Self { drive, scope }
+        Self { drive, scope, resolved: Arc::default() }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Option<Node>>> {
+        self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets resolved paths: called before anything changes.
+    fn forget(&self) {
+        self.cache().clear();
     }
 
     /// The node at `path` (`None`: the top of the drive).
     async fn node(&self, path: &DavPath) -> Result<Option<Node>, FsError> {
+        let key = path.as_bytes().strip_suffix(b"/").unwrap_or(path.as_bytes()).to_vec();
+        if let Some(known) = self.cache().get(&key) {
+            return Ok(known.clone());
+        }
         let names = segments(path)?;
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        self.drive.lookup(&self.scope, &refs).await.map_err(fs_error)
+        let node = self.drive.lookup(&self.scope, &refs).await.map_err(fs_error)?;
+        self.cache().insert(key, node.clone());
+        Ok(node)
     }
 
     /// The folder `path` goes into (`None`: the top) and its last name.
@@ -133,6 +153,7 @@ impl DriveFs {
 
     /// Clears the way for a file replacing whatever file is at `path`.
     async fn clear(&self, path: &DavPath) -> Result<(Option<Node>, String), FsError> {
+        self.forget();
         let (parent, name) = self.parent_and_name(path).await?;
         let key = parent.as_ref().map_or_else(|| "root".to_owned(), |p| p.id.to_string());
         if let Some(existing) = self.drive.find_child(&self.scope.drive, &key, &name).await.map_err(fs_error)? {
@@ -140,6 +161,7 @@ impl DriveFs {
                 return Err(FsError::Exists);
             }
             self.drive.trash(&self.scope, existing.id, None).await.map_err(fs_error)?;
+            self.forget();
         }
         Ok((parent, name))
     }
@@ -155,6 +177,7 @@ impl DriveFs {
         if options.append {
             return Err(FsError::NotImplemented);
         }
+        self.forget();
         let (parent, name) = self.parent_and_name(path).await?;
         let key = parent.as_ref().map_or_else(|| "root".to_owned(), |p| p.id.to_string());
         let existing = self.drive.find_child(&self.scope.drive, &key, &name).await.map_err(fs_error)?;
@@ -184,20 +207,24 @@ impl DriveFs {
     }
 
     async fn rename_node(&self, from: &DavPath, to: &DavPath) -> Result<(), FsError> {
+        self.forget();
         let source = self.existing(from).await?;
         let (parent, name) =
             if source.kind == "file" { self.clear(to).await? } else { self.parent_and_name(to).await? };
         let request =
             UpdateNode { name: Some(name), parent_id: parent.as_ref().map(|p| p.id), to_root: parent.is_none() };
         self.drive.update(&self.scope, source.id, request, None).await.map_err(fs_error)?;
+        self.forget();
         Ok(())
     }
 
     async fn copy_node(&self, from: &DavPath, to: &DavPath) -> Result<(), FsError> {
+        self.forget();
         let source = self.existing(from).await?;
         let (parent, name) = self.clear(to).await?;
         let request = CopyNode { parent_id: parent.map(|p| p.id), name: Some(name) };
         self.drive.copy(&self.scope, source.id, &self.scope, request).await.map_err(fs_error)?;
+        self.forget();
         Ok(())
     }
 
@@ -283,9 +310,11 @@ impl DavFileSystem for DriveFs {
 
     fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         async move {
+            self.forget();
             let (parent, name) = self.parent_and_name(path).await?;
             let request = CreateFolder { parent_id: parent.map(|p| p.id), name };
             self.drive.create_folder(&self.scope, request).await.map_err(fs_error)?;
+            self.forget();
             Ok(())
         }
         .boxed()
@@ -297,8 +326,11 @@ impl DavFileSystem for DriveFs {
 
     fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         async move {
+            self.forget();
             let node = self.existing(path).await?;
-            self.drive.trash(&self.scope, node.id, None).await.map_err(fs_error)
+            let trashed = self.drive.trash(&self.scope, node.id, None).await.map_err(fs_error);
+            self.forget();
+            trashed
         }
         .boxed()
     }
