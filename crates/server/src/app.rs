@@ -97,7 +97,8 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
     let identity = identity_service(&config, &db, clock.clone(), mailer.clone())?;
     identity.ensure_ready().await?;
     let content = oppidum_drive::ContentStore::new(db.clone(), blobs.clone(), clock.clone());
-    let drive = oppidum_drive::Drive::new(db.clone(), content, config.drive.clone(), Arc::new(identity.clone()));
+    let drive = oppidum_drive::Drive::new(db.clone(), content, config.drive.clone(), Arc::new(identity.clone()))
+        .with_events(bus.clone());
     Ok(AppState(Arc::new(Inner {
         config,
         node,

@@ -118,6 +118,7 @@ impl Drive {
         .execute()
         .await?;
         tx.commit().await?;
+        self.emit("created", node_id, &to.drive, "file").await;
         self.get(to, node_id).await
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use oppidum_core::Directory;
 use oppidum_core::config::DriveConfig;
-use oppidum_store::Db;
+use oppidum_store::{Db, EventBus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -30,14 +30,14 @@ macro_rules! select_nodes {
 
 mod access;
 mod copy;
+#[cfg(test)]
+mod db_tests;
 mod links;
 mod listing;
 mod paths;
 mod properties;
 mod resumable;
 mod retention;
-#[cfg(test)]
-mod retention_tests;
 mod sharing;
 mod trash;
 mod upload;
@@ -133,6 +133,7 @@ pub struct Drive {
     orgs: Arc<dyn Directory>,
     uploads: upload::UploadSlots,
     antivirus: Option<Antivirus>,
+    events: Option<EventBus>,
 }
 
 /// Device names Windows reserves: a file called so cannot be synced to a Windows machine.
@@ -158,7 +159,23 @@ pub fn validate_name(name: &str) -> Result<String, DriveError> {
 impl Drive {
     pub fn new(db: Db, content: ContentStore, config: DriveConfig, orgs: Arc<dyn Directory>) -> Self {
         let antivirus = Antivirus::from_config(&config.antivirus);
-        Self { db, content, config, orgs, uploads: upload::UploadSlots::default(), antivirus }
+        Self { db, content, config, orgs, uploads: upload::UploadSlots::default(), antivirus, events: None }
+    }
+
+    /// Announces changes on `bus`: `drive.file.created|updated|deleted|restored|purged` with the
+    /// node's id, drive and kind (hints: readers fetch the node).
+    pub fn with_events(mut self, bus: EventBus) -> Self {
+        self.events = Some(bus);
+        self
+    }
+
+    pub(crate) async fn emit(&self, change: &str, id: Uuid, drive: &str, kind: &str) {
+        if let Some(bus) = &self.events {
+            let payload = serde_json::json!({ "id": id, "drive": drive, "kind": kind });
+            if let Err(err) = bus.publish(&format!("drive.file.{change}"), payload).await {
+                tracing::warn!(error = %err, change, "publishing a drive event failed");
+            }
+        }
     }
 
     /// Who is who: organizations, permissions, users.
@@ -288,6 +305,7 @@ impl Drive {
                 other?;
             }
         }
+        self.emit("created", id, &scope.drive, "folder").await;
         self.get(scope, id).await
     }
 
@@ -341,6 +359,7 @@ impl Drive {
                 other?;
             }
         }
+        self.emit("updated", node.id, &node.drive, &node.kind).await;
         self.get(scope, node.id).await
     }
 
@@ -355,6 +374,7 @@ impl Drive {
             .bind(self.now())
             .execute()
             .await?;
+        self.emit("deleted", node.id, &node.drive, &node.kind).await;
         Ok(())
     }
 }

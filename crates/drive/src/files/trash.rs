@@ -67,6 +67,7 @@ impl Drive {
                 other?;
             }
         }
+        self.emit("restored", node.id, &node.drive, &node.kind).await;
         self.get(scope, node.id).await
     }
 
@@ -101,7 +102,12 @@ impl Drive {
                 .await?;
             manifests.extend(rows.into_iter().map(|(m,)| m));
         }
+        let drive: Option<(String, String)> =
+            self.db.query("SELECT drive, kind FROM drive_nodes WHERE id = $1").bind(id).fetch_optional().await?;
         self.db.query("DELETE FROM drive_nodes WHERE id = $1").bind(id).execute().await?;
+        if let Some((drive, kind)) = drive {
+            self.emit("purged", id, &drive, &kind).await;
+        }
         for manifest in manifests {
             self.content.delete(manifest).await?;
         }

@@ -249,6 +249,7 @@ impl Drive {
         .execute()
         .await?;
         tx.commit().await?;
+        self.emit(if created { "created" } else { "updated" }, node_id, &scope.drive, "file").await;
         Ok((self.get(scope, node_id).await?, created))
     }
 
@@ -362,6 +363,7 @@ impl Drive {
         .execute()
         .await?;
         tx.commit().await?;
+        self.emit("updated", node.id, &node.drive, "file").await;
         self.get(scope, node.id).await
     }
 }

@@ -1,4 +1,4 @@
-//! Retention on SQLite and (when configured) PostgreSQL.
+//! Drive behaviour on SQLite and (when configured) PostgreSQL: retention, events.
 
 use bytes::Bytes;
 use chrono::{Duration, Utc};
@@ -62,5 +62,26 @@ async fn retention_keeps_recent_versions_and_purges_old_trash() {
         assert!(drive.trash_list(&scope).await.expect("trash").is_empty());
         let usage = drive.usage(&scope).await.expect("usage");
         assert_eq!(usage.versions_bytes, 9, "only `version 5` is left");
+    }
+}
+
+#[tokio::test]
+async fn drive_changes_are_announced() {
+    let (drives, _dir) = drives("drive_changes_are_announced", DriveConfig::default()).await;
+    for drive in drives {
+        let bus = oppidum_store::EventBus::new(Uuid::now_v7(), None);
+        let drive = drive.with_events(bus.clone());
+        let mut events = bus.subscribe();
+        let scope = Scope::personal(&principal(Uuid::now_v7()));
+        let (node, _) = drive.upload(&scope, None, "a.txt", body("one"), None, None).await.expect("upload");
+        drive.upload(&scope, None, "a.txt", body("two"), None, None).await.expect("upload");
+        drive.trash(&scope, node.id, None).await.expect("trash");
+        drive.restore(&scope, node.id).await.expect("restore");
+        let mut seen = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            assert_eq!(event.payload["id"], node.id.to_string());
+            seen.push(event.topic.clone());
+        }
+        assert_eq!(seen, ["drive.file.created", "drive.file.updated", "drive.file.deleted", "drive.file.restored"]);
     }
 }
