@@ -4,3 +4,4 @@
 
 pub mod expr;
 pub mod schema;
+pub mod values;

@@ -34,12 +34,14 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Names of apps, tables and fields: they become SQL identifiers (always quoted and prefixed),
-/// so they are kept to a plain, portable shape.
+/// Names of apps, tables and fields: they become SQL identifiers (always quoted, and tables
+/// prefixed `app_<app>__`), so they are kept to a plain, portable shape; `__` is reserved for
+/// that separator.
 pub fn valid_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && name.len() <= 48
+        && !name.contains("__")
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 

@@ -7,7 +7,7 @@ mod check;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-pub use check::{Problem, load};
+pub use check::{Problem, load, valid_identifier};
 
 /// `app.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
