@@ -52,6 +52,8 @@ pub enum DriveError {
     LinkGone,
     #[error("the link needs its password")]
     LinkPassword,
+    #[error("too many wrong passwords for this link; retry in {0} s")]
+    TooManyGuesses(u64),
     #[error("the upload stands at offset {0}")]
     OffsetMismatch(u64),
     #[error("invalid cursor")]
@@ -157,6 +159,12 @@ impl From<DriveError> for Error {
                 "antivirus_unavailable",
                 "Uploads are scanned for viruses and the scanner is unavailable; try again later.",
             ),
+            DriveError::TooManyGuesses(secs) => Error::new(
+                ErrorKind::RateLimited,
+                "rate_limited",
+                format!("Too many wrong passwords for this link; retry in {secs} seconds."),
+            )
+            .with_retry_after(secs),
             DriveError::Store(err) => err.into(),
             DriveError::Upstream(err) => err,
         }

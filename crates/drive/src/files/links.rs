@@ -2,6 +2,10 @@
 //! folder (`read`), or drop files into a folder without seeing it (`upload`), until the link
 //! expires, runs out of downloads or is revoked. Tokens are stored hashed; the URL is shown once.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 use oppidum_core::Principal;
 use oppidum_core::ids::{hash_token, random_token};
@@ -14,6 +18,32 @@ use crate::error::DriveError;
 
 /// Shortest link password accepted.
 const MIN_PASSWORD: usize = 8;
+/// Wrong passwords allowed per link and node within [`GUESS_WINDOW`] before refusing.
+const MAX_GUESSES: u32 = 10;
+const GUESS_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Wrong link passwords per link, so a link's password cannot be guessed at speed.
+#[derive(Debug, Clone, Default)]
+pub(super) struct LinkGuesses(Arc<Mutex<HashMap<Uuid, (u32, Instant)>>>);
+
+impl LinkGuesses {
+    fn check(&self, link: Uuid) -> Result<(), DriveError> {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        map.retain(|_, (_, since)| now.duration_since(*since) < GUESS_WINDOW);
+        match map.get(&link) {
+            Some((count, since)) if *count >= MAX_GUESSES => Err(DriveError::TooManyGuesses(
+                GUESS_WINDOW.saturating_sub(now.duration_since(*since)).as_secs().max(1),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn failed(&self, link: Uuid) {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(link).or_insert((0, Instant::now())).0 += 1;
+    }
+}
 
 /// A public link, as its managers see it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
@@ -174,7 +204,9 @@ impl Drive {
         }
         if let Some(stored) = &link.password_hash {
             let given = password.ok_or(DriveError::LinkPassword)?;
+            self.link_guesses.check(link.id)?;
             if !self.orgs.verify_password(given, stored).await.map_err(DriveError::Upstream)? {
+                self.link_guesses.failed(link.id);
                 return Err(DriveError::LinkPassword);
             }
         }

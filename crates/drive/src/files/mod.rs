@@ -134,6 +134,7 @@ pub struct Drive {
     uploads: upload::UploadSlots,
     antivirus: Option<Antivirus>,
     events: Option<EventBus>,
+    link_guesses: links::LinkGuesses,
 }
 
 /// Device names Windows reserves: a file called so cannot be synced to a Windows machine.
@@ -159,7 +160,16 @@ pub fn validate_name(name: &str) -> Result<String, DriveError> {
 impl Drive {
     pub fn new(db: Db, content: ContentStore, config: DriveConfig, orgs: Arc<dyn Directory>) -> Self {
         let antivirus = Antivirus::from_config(&config.antivirus);
-        Self { db, content, config, orgs, uploads: upload::UploadSlots::default(), antivirus, events: None }
+        Self {
+            db,
+            content,
+            config,
+            orgs,
+            uploads: upload::UploadSlots::default(),
+            antivirus,
+            events: None,
+            link_guesses: links::LinkGuesses::default(),
+        }
     }
 
     /// Announces changes on `bus`: `drive.file.created|updated|deleted|restored|purged` with the

@@ -201,8 +201,20 @@ async fn drive_public_links_expire_count_and_drop(backend: Backend) {
     let r = public(&server, &path, Some("open sesame")).await;
     assert_eq!(r.status(), 410);
     assert_eq!(json(r).await["code"], "link_expired");
+    // Guessing a link's password is slowed down: after 10 wrong ones even the right one waits.
+    let guarded = server
+        .post_json(&format!("/api/drive/files/{file}/links"), Some(&a.access), json!({"password": "long passphrase"}))
+        .await;
+    let guarded = json(guarded).await["path"].as_str().expect("path").to_owned();
+    for _ in 0..10 {
+        assert_eq!(public(&server, &guarded, Some("guess")).await.status(), 401);
+    }
+    let r = public(&server, &guarded, Some("long passphrase")).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
     let links = json(server.get_as(&format!("/api/drive/files/{file}/links"), &a.access).await).await;
-    assert_eq!(links[0]["download_count"], 2, "{links}\n{}", server.log());
+    let limited = links.as_array().and_then(|all| all.iter().find(|l| l["max_downloads"] == 2)).expect("the link");
+    assert_eq!(limited["download_count"], 2, "{links}");
 
     // A folder link lists the folder and serves what is in it, nothing else.
     let created =
