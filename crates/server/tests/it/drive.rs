@@ -380,18 +380,21 @@ async fn drive_concurrent_uploads_are_capped(backend: Backend) {
     site.create_admin("root@example.org", PASSWORD);
     let server = site.start().await;
     let admin = server.login("root@example.org", PASSWORD).await;
-    // A slow upload holds the only slot while its body trickles in.
-    let (mut feed, body) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let slow = server
-        .client
-        .put(server.url("/api/drive/upload?name=slow.bin"))
-        .bearer_auth(&admin.access)
-        .body(reqwest::Body::wrap_stream(body))
-        .send();
-    let slow = tokio::spawn(slow);
-    feed.send(Ok(vec![1u8; 1000])).await.expect("feed");
-    let refused = crate::harness::eventually(std::time::Duration::from_secs(10), || async {
-        let r = server
+    // A slow upload holds the only slot while its body trickles in. (Whether the server has
+    // started it when the second one arrives is up to timing: try again until it has.)
+    let mut refused = None;
+    for attempt in 0..20 {
+        let (mut feed, body) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        let slow = server
+            .client
+            .put(server.url(&format!("/api/drive/upload?name=slow-{attempt}.bin")))
+            .bearer_auth(&admin.access)
+            .body(reqwest::Body::wrap_stream(body))
+            .send();
+        let slow = tokio::spawn(slow);
+        feed.send(Ok(vec![1u8; 1000])).await.expect("feed");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let fast = server
             .client
             .put(server.url("/api/drive/upload?name=fast.bin"))
             .bearer_auth(&admin.access)
@@ -399,15 +402,21 @@ async fn drive_concurrent_uploads_are_capped(backend: Backend) {
             .send()
             .await
             .expect("request");
-        (r.status() == 429).then_some(r)
-    })
-    .await
-    .expect("a second upload is refused while the first runs");
+        let status = fast.status();
+        if status == 429 {
+            refused = Some(fast);
+        }
+        // The slow upload finishes (or was the one refused); either way its slot is free again.
+        drop(feed);
+        let slow = slow.await.expect("join").expect("slow upload").status();
+        if refused.is_some() {
+            assert_eq!(slow, 201);
+            break;
+        }
+    }
+    let refused = refused.expect("a second upload is refused while the first runs");
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(json(refused).await["code"], "too_many_uploads");
-    // The slow upload finishes; its slot is free again.
-    drop(feed);
-    assert_eq!(slow.await.expect("join").expect("slow upload").status(), 201);
     let r = server.client.put(server.url("/api/drive/upload?name=after.bin")).bearer_auth(&admin.access).body("ok");
     assert_eq!(r.send().await.expect("request").status().as_u16(), 201);
 }
