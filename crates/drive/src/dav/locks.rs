@@ -77,21 +77,27 @@ fn segments(path: &DavPath) -> Vec<Vec<u8>> {
     path.as_bytes().split(|&c| c == b'/').filter(|s| !s.is_empty()).map(<[u8]>::to_vec).collect()
 }
 
-fn holds(lock: &DavLock, principal: Option<&str>, ignore_principal: bool, tokens: &[String]) -> bool {
-    tokens.contains(&lock.token) && (ignore_principal || principal == lock.principal.as_deref())
+/// Who asks, with which lock tokens.
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    principal: Option<&'a str>,
+    /// Any principal may use the tokens (lock decisions, not writes).
+    ignore_principal: bool,
+    tokens: &'a [String],
+}
+
+impl Caller<'_> {
+    const NOBODY: Caller<'static> = Caller { principal: None, ignore_principal: true, tokens: &[] };
+
+    fn holds(&self, lock: &DavLock) -> bool {
+        self.tokens.contains(&lock.token) && (self.ignore_principal || self.principal == lock.principal.as_deref())
+    }
 }
 
 /// Locks on `path` or on an ancestor with depth infinity: one not held conflicts, except that
 /// shared locks only conflict when none of the covering locks is held (or, with `shared_ok`,
 /// never: a new shared lock may join them).
-fn check_to_path(
-    locks: &[DavLock],
-    path: &DavPath,
-    principal: Option<&str>,
-    ignore_principal: bool,
-    tokens: &[String],
-    shared_ok: bool,
-) -> Result<(), DavLock> {
+fn check_to_path(locks: &[DavLock], path: &DavPath, caller: Caller<'_>, shared_ok: bool) -> Result<(), DavLock> {
     let target = segments(path);
     let mut held = false;
     let mut first_shared: Option<&DavLock> = None;
@@ -100,7 +106,7 @@ fn check_to_path(
         if !target.starts_with(&at) || (at.len() < target.len() && !lock.deep) {
             continue;
         }
-        if holds(lock, principal, ignore_principal, tokens) {
+        if caller.holds(lock) {
             held = true;
         } else if !lock.shared {
             return Err(lock.clone());
@@ -115,20 +121,10 @@ fn check_to_path(
 }
 
 /// Locks on `path` or below it: any not held conflicts (shared ones too, unless `shared_ok`).
-fn check_below_path(
-    locks: &[DavLock],
-    path: &DavPath,
-    principal: Option<&str>,
-    ignore_principal: bool,
-    tokens: &[String],
-    shared_ok: bool,
-) -> Result<(), DavLock> {
+fn check_below_path(locks: &[DavLock], path: &DavPath, caller: Caller<'_>, shared_ok: bool) -> Result<(), DavLock> {
     let target = segments(path);
     for lock in locks {
-        if segments(&lock.path).starts_with(&target)
-            && (!lock.shared || !shared_ok)
-            && !holds(lock, principal, ignore_principal, tokens)
-        {
+        if segments(&lock.path).starts_with(&target) && (!lock.shared || !shared_ok) && !caller.holds(lock) {
             return Err(lock.clone());
         }
     }
@@ -177,10 +173,10 @@ impl DbLocks {
             .await?;
         let rows: Vec<Row> = tx.query(Self::SELECT).bind(self.drive.as_str()).bind(now).fetch_all().await?;
         let locks: Vec<DavLock> = rows.into_iter().filter_map(Row::into_lock).collect();
-        if let Err(conflict) = check_to_path(&locks, path, None, true, &[], shared) {
+        if let Err(conflict) = check_to_path(&locks, path, Caller::NOBODY, shared) {
             return Ok(Err(conflict));
         }
-        if deep && let Err(conflict) = check_below_path(&locks, path, None, true, &[], shared) {
+        if deep && let Err(conflict) = check_below_path(&locks, path, Caller::NOBODY, shared) {
             return Ok(Err(conflict));
         }
         let timeout = Some(timeout.unwrap_or(MAX_TIMEOUT).min(MAX_TIMEOUT));
@@ -319,9 +315,10 @@ impl DavLockSystem for DbLocks {
         let (path, principal, tokens) = (path.clone(), principal.map(str::to_owned), submitted_tokens.to_vec());
         async move {
             let locks = log_failure(self.live().await, Vec::new());
-            check_to_path(&locks, &path, principal.as_deref(), ignore_principal, &tokens, false)?;
+            let caller = Caller { principal: principal.as_deref(), ignore_principal, tokens: &tokens };
+            check_to_path(&locks, &path, caller, false)?;
             if deep {
-                check_below_path(&locks, &path, principal.as_deref(), ignore_principal, &tokens, false)?;
+                check_below_path(&locks, &path, caller, false)?;
             }
             Ok(())
         }
@@ -386,15 +383,18 @@ mod tests {
     fn dav_locks_follow_depth_and_tokens() {
         let locks = vec![lock("/a/", "t1", false, true)];
         let tokens = ["t1".to_owned()];
-        assert!(check_to_path(&locks, &path("/a/b"), Some("u"), false, &[], false).is_err(), "deep lock covers b");
-        assert!(check_to_path(&locks, &path("/a/b"), Some("u"), false, &tokens, false).is_ok(), "token held");
-        assert!(check_to_path(&locks, &path("/a/b"), Some("v"), false, &tokens, false).is_err(), "other principal");
-        assert!(check_to_path(&locks, &path("/ab"), Some("u"), false, &[], false).is_ok(), "sibling prefix");
+        let u = Caller { principal: Some("u"), ignore_principal: false, tokens: &[] };
+        let u_with_token = Caller { tokens: &tokens, ..u };
+        let v_with_token = Caller { principal: Some("v"), ..u_with_token };
+        assert!(check_to_path(&locks, &path("/a/b"), u, false).is_err(), "deep lock covers b");
+        assert!(check_to_path(&locks, &path("/a/b"), u_with_token, false).is_ok(), "token held");
+        assert!(check_to_path(&locks, &path("/a/b"), v_with_token, false).is_err(), "other principal");
+        assert!(check_to_path(&locks, &path("/ab"), u, false).is_ok(), "sibling prefix");
         let shallow = vec![lock("/a/", "t2", false, false)];
-        assert!(check_to_path(&shallow, &path("/a/b"), Some("u"), false, &[], false).is_ok(), "depth 0");
-        assert!(check_below_path(&shallow, &path("/"), Some("u"), false, &[], false).is_err(), "below root");
+        assert!(check_to_path(&shallow, &path("/a/b"), u, false).is_ok(), "depth 0");
+        assert!(check_below_path(&shallow, &path("/"), u, false).is_err(), "below root");
         let shared = vec![lock("/f", "s1", true, false)];
-        assert!(check_to_path(&shared, &path("/f"), None, true, &[], true).is_ok(), "shared joins shared");
-        assert!(check_to_path(&shared, &path("/f"), None, true, &[], false).is_err(), "exclusive refused");
+        assert!(check_to_path(&shared, &path("/f"), Caller::NOBODY, true).is_ok(), "shared joins shared");
+        assert!(check_to_path(&shared, &path("/f"), Caller::NOBODY, false).is_err(), "exclusive refused");
     }
 }

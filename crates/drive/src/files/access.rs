@@ -90,17 +90,10 @@ impl Drive {
             .fetch_optional()
             .await?
             .ok_or(DriveError::NotFound)?;
-        let personal = Scope::personal(principal);
-        if drive == personal.drive {
-            return Ok(personal);
+        match self.scope_of_drive(principal, &drive).await {
+            Err(DriveError::NotFound) => self.share_scope(principal, &drive, id).await,
+            other => other,
         }
-        if let Some(org) = drive.strip_prefix("o:").and_then(|id| Uuid::parse_str(id).ok()) {
-            match self.org_scope(principal, org).await {
-                Err(DriveError::NotFound) => {}
-                other => return other,
-            }
-        }
-        self.share_scope(principal, &drive, id).await
     }
 
     /// The principal's scope on a whole drive named as stored (`u:<id>`, `o:<id>`).
