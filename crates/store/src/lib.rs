@@ -11,6 +11,6 @@ pub mod jobs;
 pub mod testing;
 
 pub use blob::{BlobMeta, BlobStore, ByteStream};
-pub use db::{Backend, Db, Tx, Value};
+pub use db::{Backend, Db, JsonRow, Tx, Value};
 pub use error::StoreError;
 pub use events::{Event, EventBus};

@@ -5,6 +5,7 @@
 //! rows from both. SQLite gets one writer connection and a pool of readers (WAL); statements that
 //! are not plain `SELECT`s go to the writer.
 
+mod json_row;
 mod migrate;
 mod query;
 #[cfg(test)]
@@ -18,6 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Postgres, Sqlite, Transaction};
 use uuid::Uuid;
 
+pub use json_row::JsonRow;
 pub use migrate::SchemaStatus;
 use query::Target;
 pub use query::{Query, Value};

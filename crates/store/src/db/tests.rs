@@ -154,3 +154,61 @@ async fn db_events_fan_out_between_nodes() {
         stop.cancel();
     }
 }
+
+#[tokio::test]
+async fn db_rows_of_unknown_shape_decode_to_json() {
+    for (db, _dir) in databases("db_rows_of_unknown_shape_decode_to_json").await {
+        let (int, real, blob) = match db.backend() {
+            Backend::Sqlite => ("INTEGER", "REAL", "BLOB"),
+            Backend::Postgres => ("BIGINT", "DOUBLE PRECISION", "UUID"),
+        };
+        let (flag, time, json) = match db.backend() {
+            Backend::Sqlite => ("INTEGER", "TEXT", "TEXT"),
+            Backend::Postgres => ("BOOLEAN", "TIMESTAMPTZ", "JSONB"),
+        };
+        let create = format!(
+            "CREATE TABLE dyn (id {blob} PRIMARY KEY, n {int}, x {real}, t TEXT, b {flag}, at {time}, j {json}, none TEXT)"
+        );
+        db.query_dynamic(create).execute().await.expect("create");
+        let (id, at) = (Uuid::now_v7(), Utc::now().trunc_subsecs(6));
+        db.query("INSERT INTO dyn (id, n, x, t, b, at, j, none) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(id)
+            .bind(-42_i64)
+            .bind(2.5_f64)
+            .bind("héllo")
+            .bind(true)
+            .bind(at)
+            .bind(serde_json::json!({"k": [1, 2]}))
+            .bind(Option::<String>::None)
+            .execute()
+            .await
+            .expect("insert");
+        let rows: Vec<JsonRow> = db.query("SELECT * FROM dyn").fetch_all().await.expect("select");
+        let names: Vec<&str> = rows[0].0.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["id", "n", "x", "t", "b", "at", "j", "none"], "column order");
+        assert_eq!(rows[0].get("n"), Some(&serde_json::json!(-42)));
+        let row = rows[0].clone().into_object();
+        assert_eq!(row["id"], id.to_string());
+        assert_eq!(row["n"], -42);
+        assert_eq!(row["x"], 2.5);
+        assert_eq!(row["t"], "héllo");
+        assert_eq!(row["none"], serde_json::Value::Null);
+        match db.backend() {
+            Backend::Postgres => {
+                assert_eq!(row["b"], true);
+                assert_eq!(row["at"], at.to_rfc3339());
+                assert_eq!(row["j"], serde_json::json!({"k": [1, 2]}));
+            }
+            // SQLite keeps what was stored: 1, the time as text, the JSON as text.
+            Backend::Sqlite => {
+                assert_eq!(row["b"], 1);
+                let stored = row["at"].as_str().expect("text");
+                assert_eq!(stored.parse::<chrono::DateTime<Utc>>().expect("a time"), at);
+                assert_eq!(
+                    serde_json::from_str::<serde_json::Value>(row["j"].as_str().expect("text")).expect("json")["k"][1],
+                    2
+                );
+            }
+        }
+    }
+}
