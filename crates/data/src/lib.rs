@@ -2,6 +2,7 @@
 //! layers: the expression language of filters and rules, and apps' schemas loaded from YAML and
 //! checked with every problem reported at once.
 
+pub mod compile;
 pub mod ddl;
 pub mod expr;
 pub mod schema;

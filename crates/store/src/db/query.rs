@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
@@ -23,6 +23,7 @@ pub enum Value {
     Bytes(Option<Vec<u8>>),
     Uuid(Option<Uuid>),
     Time(Option<DateTime<Utc>>),
+    Date(Option<NaiveDate>),
     Json(Option<serde_json::Value>),
 }
 
@@ -54,6 +55,7 @@ value_from! {
     Vec<u8> => Bytes,
     Uuid => Uuid,
     DateTime<Utc> => Time,
+    NaiveDate => Date,
     serde_json::Value => Json,
 }
 
@@ -84,6 +86,7 @@ macro_rules! bind_all {
                 Value::Bytes(v) => query.bind(v),
                 Value::Uuid(v) => query.bind(v),
                 Value::Time(v) => query.bind(v),
+                Value::Date(v) => query.bind(v),
                 Value::Json(v) => query.bind(v.map(Json)),
             };
         }
