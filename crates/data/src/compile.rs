@@ -246,6 +246,7 @@ mod tests {
     use crate::ddl::{create_statements, table_name};
     use crate::expr::parse;
     use crate::schema::load;
+    use crate::testing::databases;
 
     const SCHEMA: &str = r#"
 tables:
@@ -283,13 +284,8 @@ tables:
         let app = load("name: t\n", SCHEMA).expect("schema");
         let table = &app.schema.tables["tasks"];
         let me = Auth { id: Uuid::now_v7(), role: "member".into(), org: Uuid::now_v7() };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut urls = vec![format!("sqlite://{}", dir.path().join("t.db").display())];
-        if let Some(admin) = oppidum_store::testing::postgres_admin_url("compiled_filters") {
-            urls.push(oppidum_store::testing::create_postgres_database(&admin).await);
-        }
-        for url in urls {
-            let db = Db::connect(&url, &Default::default()).await.expect("db");
+        let (databases, _dir) = databases("compiled_filters").await;
+        for db in databases {
             for sql in create_statements("t", &app.schema, db.backend()) {
                 db.query_dynamic(sql).execute().await.expect("ddl");
             }

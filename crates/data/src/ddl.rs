@@ -171,11 +171,11 @@ pub fn create_statements(app: &str, schema: &SchemaFile, backend: Backend) -> Ve
 
 #[cfg(test)]
 mod tests {
-    use oppidum_store::Db;
     use uuid::Uuid;
 
     use super::*;
     use crate::schema::load;
+    use crate::testing::databases;
 
     const SCHEMA: &str = r#"
 tables:
@@ -193,23 +193,11 @@ tables:
       name: { type: string, max: 200, unique: true }
 "#;
 
-    async fn databases() -> (Vec<Db>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut urls = vec![format!("sqlite://{}", dir.path().join("t.db").display())];
-        if let Some(admin) = oppidum_store::testing::postgres_admin_url("ddl_creates_working_tables") {
-            urls.push(oppidum_store::testing::create_postgres_database(&admin).await);
-        }
-        let mut out = Vec::new();
-        for url in urls {
-            out.push(Db::connect(&url, &Default::default()).await.expect("db"));
-        }
-        (out, dir)
-    }
-
     #[tokio::test]
     async fn ddl_creates_working_tables() {
         let app = load("name: prokov\n", SCHEMA).expect("schema");
-        for db in databases().await.0 {
+        let (databases, _dir) = databases("ddl_creates_working_tables").await;
+        for db in databases {
             let statements = create_statements("prokov", &app.schema, db.backend());
             assert!(statements[0].contains("app_prokov__projects"), "targets first: {statements:?}");
             for sql in &statements {

@@ -6,4 +6,6 @@ pub mod compile;
 pub mod ddl;
 pub mod expr;
 pub mod schema;
+#[cfg(test)]
+mod testing;
 pub mod values;

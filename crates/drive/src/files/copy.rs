@@ -4,6 +4,7 @@
 
 use uuid::Uuid;
 
+use super::upload::{NewVersion, insert_version};
 use super::{CopyNode, Drive, Node, Scope, validate_name};
 use crate::error::DriveError;
 
@@ -103,20 +104,17 @@ impl Drive {
                 other?;
             }
         }
-        tx.query(
-            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at, content_type) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(version)
-        .bind(node_id)
-        .bind(manifest)
-        .bind(source.size)
-        .bind(source.content_hash.clone().unwrap_or_default())
-        .bind(to.actor)
-        .bind(now)
-        .bind(source.content_type.clone())
-        .execute()
-        .await?;
+        let row = NewVersion {
+            id: version,
+            node: node_id,
+            manifest,
+            size: source.size,
+            hash: source.content_hash.as_deref().unwrap_or_default(),
+            by: to.actor,
+            at: now,
+            content_type: source.content_type.as_deref(),
+        };
+        insert_version(&mut tx, row).await?;
         tx.commit().await?;
         self.emit("created", node_id, &to.drive, "file").await;
         self.get(to, node_id).await

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
-use oppidum_store::ByteStream;
+use oppidum_store::{ByteStream, Tx};
 use uuid::Uuid;
 
 use super::{Drive, Node, Scope, Version, check_if_match, validate_name};
@@ -47,6 +47,37 @@ impl Drop for Slot {
             }
         }
     }
+}
+
+/// A version row to record, in the transaction that makes it current.
+pub(super) struct NewVersion<'a> {
+    pub id: Uuid,
+    pub node: Uuid,
+    pub manifest: Uuid,
+    pub size: i64,
+    pub hash: &'a str,
+    pub by: Uuid,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub content_type: Option<&'a str>,
+}
+
+/// Records a version.
+pub(super) async fn insert_version(tx: &mut Tx, version: NewVersion<'_>) -> Result<(), DriveError> {
+    tx.query(
+        "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at, content_type) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(version.id)
+    .bind(version.node)
+    .bind(version.manifest)
+    .bind(version.size)
+    .bind(version.hash)
+    .bind(version.by)
+    .bind(version.at)
+    .bind(version.content_type)
+    .execute()
+    .await?;
+    Ok(())
 }
 
 /// An upload that passed its checks (name, permissions, quota, `If-Match`) and may now stream.
@@ -234,20 +265,18 @@ impl Drive {
                 (id, true)
             }
         };
-        tx.query(
-            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at, content_type) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(version)
-        .bind(node_id)
-        .bind(manifest_id)
-        .bind(size)
-        .bind(manifest.hash.as_str())
-        .bind(scope.actor)
-        .bind(now)
-        .bind(content_type)
-        .execute()
-        .await?;
+        let hash = manifest.hash.as_str();
+        let row = NewVersion {
+            id: version,
+            node: node_id,
+            manifest: manifest_id,
+            size,
+            hash,
+            by: scope.actor,
+            at: now,
+            content_type: Some(content_type),
+        };
+        insert_version(&mut tx, row).await?;
         tx.commit().await?;
         self.emit(if created { "created" } else { "updated" }, node_id, &scope.drive, "file").await;
         Ok((self.get(scope, node_id).await?, created))
@@ -336,20 +365,17 @@ impl Drive {
         let now = self.now();
         let new_version = Uuid::now_v7();
         let mut tx = self.db.begin().await?;
-        tx.query(
-            "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at, content_type) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(new_version)
-        .bind(node.id)
-        .bind(manifest)
-        .bind(size)
-        .bind(hash.as_str())
-        .bind(scope.actor)
-        .bind(now)
-        .bind(content_type.clone())
-        .execute()
-        .await?;
+        let row = NewVersion {
+            id: new_version,
+            node: node.id,
+            manifest,
+            size,
+            hash: &hash,
+            by: scope.actor,
+            at: now,
+            content_type: content_type.as_deref(),
+        };
+        insert_version(&mut tx, row).await?;
         tx.query(
             "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5, \
              content_type = $6 WHERE id = $1",

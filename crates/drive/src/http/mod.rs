@@ -70,6 +70,22 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Option<String> {
     headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
+/// A request body as the byte stream uploads read.
+pub(crate) fn body_stream(body: Body) -> oppidum_store::ByteStream {
+    futures::StreamExt::boxed(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+/// The length a request announces, if any.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
+/// An upload refused before its body was read: the connection cannot serve another request.
+pub(crate) fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 pub(crate) fn with_etag(node: &Node, mut response: Response) -> Response {
     if let Ok(value) = HeaderValue::from_str(&node.etag()) {
         response.headers_mut().insert(header::ETAG, value);
@@ -144,9 +160,7 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let stream = futures::StreamExt::boxed(stream);
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let (stream, declared) = (body_stream(body), declared_length(&headers));
     let outcome = async {
         let scope = scope_for(&drive, &principal, query.parent, query.drive.as_deref()).await?;
         let expected = if_match(&headers);
@@ -155,12 +169,7 @@ pub async fn upload(
     };
     let (node, created) = match outcome.await {
         Ok(done) => done,
-        Err(err) => {
-            // The body may be unread: the connection cannot be reused for another request.
-            let mut response = err.into_response();
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return Ok(response);
-        }
+        Err(err) => return Ok(closing(err.into_response())),
     };
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(with_etag(&node, (status, AxumJson(node.clone())).into_response()))

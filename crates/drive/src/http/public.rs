@@ -7,7 +7,6 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
 use http::{HeaderMap, HeaderValue, header};
 use oppidum_core::Error;
 use oppidum_core::error::ErrorBody;
@@ -15,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{Result, content_response};
+use super::{Result, body_stream, closing, content_response, declared_length};
 use crate::error::DriveError;
 use crate::files::{Drive, Node, OpenLink};
 
@@ -151,8 +150,7 @@ pub async fn drop_file(
             return Err(DriveError::NotFound);
         }
         let name = drive.free_name(&link.scope, link.node.id, &query.name).await?;
-        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        let stream = futures::StreamExt::boxed(body.into_data_stream().map_err(std::io::Error::other));
+        let (stream, declared) = (body_stream(body), declared_length(&headers));
         let pending = drive.begin_upload(&link.scope, Some(link.node.id), &name, None, declared).await?;
         if pending.replaces().is_some() {
             return Err(DriveError::NameTaken(name));
@@ -163,10 +161,6 @@ pub async fn drop_file(
     };
     match outcome.await {
         Ok(item) => Ok((StatusCode::CREATED, AxumJson(item)).into_response()),
-        Err(err) => {
-            let mut response = Error::from(err).into_response();
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            Ok(response)
-        }
+        Err(err) => Ok(closing(Error::from(err).into_response())),
     }
 }

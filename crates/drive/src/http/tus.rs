@@ -9,13 +9,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use futures::TryStreamExt;
 use http::{HeaderMap, HeaderValue, header};
 use oppidum_core::error::ErrorBody;
 use oppidum_core::{Error, ErrorKind, Principal};
 use uuid::Uuid;
 
-use super::scope_for;
+use super::{body_stream, closing, scope_for};
 use crate::files::{Drive, UploadSession};
 
 const VERSION: &str = "1.0.0";
@@ -175,7 +174,7 @@ pub async fn append(
             ));
         }
         let offset = number(&headers, "upload-offset")?;
-        let stream = futures::StreamExt::boxed(body.into_data_stream().map_err(std::io::Error::other));
+        let stream = body_stream(body);
         Ok(drive.append(&principal, id, offset, stream).await?)
     };
     match outcome.await {
@@ -189,11 +188,7 @@ pub async fn append(
             }
             tus_headers(response, &drive)
         }
-        Err(err) => {
-            let mut response = error(&drive, err);
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
+        Err(err) => closing(error(&drive, err)),
     }
 }
 

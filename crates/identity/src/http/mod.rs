@@ -77,10 +77,7 @@ pub fn routes() -> OpenApiRouter<Identity> {
 /// principal extractor turns into 401 `invalid_token`. Requests without a token pass untouched.
 pub async fn authenticate(State(identity): State<Identity>, mut req: Request, next: Next) -> Response {
     if let Some(token) = bearer(req.headers()) {
-        let client = ClientInfo {
-            ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()),
-            user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-        };
+        let client = client_info(req.extensions(), req.headers());
         let outcome = if token.starts_with("oak_") {
             identity.authenticate_api_key(&token, &client).await
         } else {
@@ -119,10 +116,7 @@ pub async fn authenticate_basic(
         return next.run(req).await;
     }
     if let Some((login, password)) = basic(req.headers()) {
-        let client = ClientInfo {
-            ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()),
-            user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-        };
+        let client = client_info(req.extensions(), req.headers());
         match identity.authenticate_basic(&login, &password, scope, &client).await {
             Ok(principal) => {
                 req.extensions_mut().insert(principal);
@@ -163,6 +157,14 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     Some((login.to_owned(), password.to_owned()))
 }
 
+/// The caller's address (from the connection) and user agent.
+fn client_info(extensions: &http::Extensions, headers: &HeaderMap) -> ClientInfo {
+    ClientInfo {
+        ip: extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    }
+}
+
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -176,9 +178,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Client(ClientInfo {
-            ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()),
-            user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-        }))
+        Ok(Client(client_info(&parts.extensions, &parts.headers)))
     }
 }

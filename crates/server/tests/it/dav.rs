@@ -89,16 +89,10 @@ both!(dav_litmus_suite_passes);
 /// A deterministic mixed dataset: many small files, some larger, an empty one, nested folders,
 /// names with spaces, accents and punctuation.
 fn dataset(root: &Path) -> usize {
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut bytes = |len: usize| -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed >> 32) as u8
-            })
-            .collect()
+    let mut seed = 0x2545_f491_u64;
+    let mut bytes = |len: usize| {
+        seed += 1;
+        crate::drive::content(len, seed)
     };
     let mut files = Vec::new();
     for i in 0..40 {

@@ -8,7 +8,8 @@ use crate::harness::{Backend, Site, json};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-fn content(len: usize, seed: u64) -> Vec<u8> {
+/// Deterministic pseudo-random bytes (xorshift) for test files.
+pub(crate) fn content(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.max(1);
     (0..len)
         .map(|_| {
