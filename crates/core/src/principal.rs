@@ -106,4 +106,9 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
 
     /// Checks a secret against what [`Directory::hash_password`] stored, in constant time.
     async fn verify_password(&self, password: &str, stored: &str) -> Result<bool, Error>;
+
+    /// The role `user` holds in `org` (from its membership there or in the nearest ancestor).
+    async fn role_in(&self, _user: Uuid, _org: Uuid) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
 }

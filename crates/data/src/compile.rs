@@ -286,7 +286,7 @@ tables:
         let me = Auth { id: Uuid::now_v7(), role: "member".into(), org: Uuid::now_v7() };
         let (databases, _dir) = databases("compiled_filters").await;
         for db in databases {
-            for sql in create_statements("t", &app.schema, db.backend()) {
+            for sql in create_statements("app_t__", &app.schema, db.backend()) {
                 db.query_dynamic(sql).execute().await.expect("ddl");
             }
             let rows = [
@@ -297,7 +297,7 @@ tables:
             for (title, priority, done, owner) in rows {
                 db.query_dynamic(format!(
                     "INSERT INTO \"{}\" (title, priority, done, owner_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
-                    table_name("t", "tasks")
+                    table_name("app_t__", "tasks")
                 ))
                 .bind(title)
                 .bind(i64::from(priority))
@@ -310,8 +310,11 @@ tables:
             }
             let select = |filter: &str| {
                 let condition = compile(&app.schema, table, &parse(filter).expect("parses"), &me, 1).expect(filter);
-                let sql =
-                    format!("SELECT title FROM \"{}\" WHERE {} ORDER BY id", table_name("t", "tasks"), condition.sql);
+                let sql = format!(
+                    "SELECT title FROM \"{}\" WHERE {} ORDER BY id",
+                    table_name("app_t__", "tasks"),
+                    condition.sql
+                );
                 let db = &db;
                 async move {
                     let rows: Vec<JsonRow> = bind(db, sql, condition.params).fetch_all().await.expect("runs");

@@ -1,20 +1,29 @@
 //! The tables of an app in SQL, for SQLite or PostgreSQL (built with sea-query; every name is a
-//! checked identifier, quoted, and tables are prefixed `app_<app>__`). Besides the declared
+//! checked identifier, quoted). In Oppidum's own database an app's tables are prefixed
+//! `app_<app>__`; an app with a database of its own uses the plain names. Besides the declared
 //! fields each table gets the columns the server manages: `created_at`, `updated_at`,
 //! `row_version` (for `If-Match`), `deleted_at` with soft delete, the owner (`scope: owner`,
 //! default `owner_id`) or `org_id` (`scope: org`) when not declared.
+//!
+//! [`plan`] compares a schema with a database: what creating and adding would do (safe), and
+//! what dropping would (destructive, applied only when forced).
 
-use oppidum_store::Backend;
+use oppidum_store::{Backend, Db, StoreError};
 use sea_query::{
     Alias, ColumnDef, Expr, ExprTrait, ForeignKey, ForeignKeyAction, Index, PostgresQueryBuilder, SqliteQueryBuilder,
     Table, TableCreateStatement,
 };
 
-use crate::schema::{Field, FieldType, OnDelete, SchemaFile, Scope, Table as TableSpec};
+use crate::schema::{AppFile, Field, FieldType, OnDelete, SchemaFile, Scope, Table as TableSpec};
 
-/// The SQL name of `table` of `app`.
-pub fn table_name(app: &str, table: &str) -> String {
-    format!("app_{app}__{table}")
+/// The prefix of an app's tables: `app_<app>__` in the main database, none in its own.
+pub fn prefix(app: &AppFile) -> String {
+    if app.database == "main" { format!("app_{}__", app.name) } else { String::new() }
+}
+
+/// The SQL name of `table` under `prefix`.
+pub fn table_name(prefix: &str, table: &str) -> String {
+    format!("{prefix}{table}")
 }
 
 /// The owner column of a table (`scope: owner`).
@@ -22,10 +31,19 @@ pub fn owner_field(table: &TableSpec) -> &str {
     table.owner_field.as_deref().unwrap_or("owner_id")
 }
 
-/// The column type of a field (a relation takes its target's).
-fn column(schema: &SchemaFile, name: &str, field: &Field) -> ColumnDef {
+/// How a column is being defined: in `CREATE TABLE`, or added to a table that has rows (then
+/// nullable, without key constraints: SQLite cannot add those, and old rows have no value).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Def {
+    Create,
+    Add,
+}
+
+/// The column type of a field (a relation takes its target's; sealed and hashed values are text).
+fn column(schema: &SchemaFile, name: &str, field: &Field, def: Def) -> ColumnDef {
     let mut col = ColumnDef::new(Alias::new(name));
     let kind = match field.kind {
+        _ if field.encrypt || field.hash => FieldType::Text,
         FieldType::Relation => field
             .foreign
             .as_deref()
@@ -50,17 +68,19 @@ fn column(schema: &SchemaFile, name: &str, field: &Field) -> ColumnDef {
         FieldType::Json => col.json_binary(),
         FieldType::Uuid | FieldType::File | FieldType::Relation => col.uuid(),
     };
-    if field.primary {
-        col.primary_key();
-        if field.auto && kind == FieldType::Int {
-            col.auto_increment();
+    if def == Def::Create {
+        if field.primary {
+            col.primary_key();
+            if field.auto && kind == FieldType::Int {
+                col.auto_increment();
+            }
         }
-    }
-    if field.required || field.primary {
-        col.not_null();
-    }
-    if field.unique && !field.primary {
-        col.unique_key();
+        if field.required || field.primary {
+            col.not_null();
+        }
+        if field.unique && !field.primary {
+            col.unique_key();
+        }
     }
     if field.kind == FieldType::Enum && !field.values.is_empty() {
         col.check(Expr::col(Alias::new(name)).is_in(field.values.iter().map(String::as_str)));
@@ -68,18 +88,54 @@ fn column(schema: &SchemaFile, name: &str, field: &Field) -> ColumnDef {
     col
 }
 
-fn managed(name: &str) -> ColumnDef {
+fn managed_time(name: &str, def: Def) -> ColumnDef {
     let mut col = ColumnDef::new(Alias::new(name));
-    col.timestamp_with_time_zone().not_null();
+    col.timestamp_with_time_zone();
+    if def == Def::Create {
+        col.not_null();
+    }
     col
 }
 
+/// Every column a table has, declared and managed, in order.
+fn expected_columns(schema: &SchemaFile, table: &TableSpec, def: Def) -> Vec<(String, ColumnDef)> {
+    let mut out: Vec<(String, ColumnDef)> =
+        table.fields.iter().map(|(name, field)| (name.clone(), column(schema, name, field, def))).collect();
+    let owner = owner_field(table);
+    let mut scope_column = |name: &str| {
+        if !table.fields.contains_key(name) {
+            let mut col = ColumnDef::new(Alias::new(name));
+            col.uuid();
+            if def == Def::Create {
+                col.not_null();
+            }
+            out.push((name.to_owned(), col));
+        }
+    };
+    match table.scope {
+        Scope::Owner => scope_column(owner),
+        Scope::Org => scope_column("org_id"),
+        Scope::Public => {}
+    }
+    out.push(("created_at".into(), managed_time("created_at", def)));
+    out.push(("updated_at".into(), managed_time("updated_at", def)));
+    let mut version = ColumnDef::new(Alias::new("row_version"));
+    version.big_integer().not_null().default(1);
+    out.push(("row_version".into(), version));
+    if table.soft_delete {
+        out.push(("deleted_at".into(), managed_time("deleted_at", Def::Add)));
+    }
+    out
+}
+
 /// `CREATE TABLE IF NOT EXISTS` for one table.
-fn create(app: &str, schema: &SchemaFile, name: &str, table: &TableSpec) -> TableCreateStatement {
+fn create(prefix: &str, schema: &SchemaFile, name: &str, table: &TableSpec) -> TableCreateStatement {
     let mut statement = Table::create();
-    statement.table(Alias::new(table_name(app, name))).if_not_exists();
+    statement.table(Alias::new(table_name(prefix, name))).if_not_exists();
+    for (_, col) in expected_columns(schema, table, Def::Create) {
+        statement.col(col);
+    }
     for (field_name, field) in &table.fields {
-        statement.col(column(schema, field_name, field));
         if field.kind == FieldType::Relation
             && let Some((target, target_field)) = field.foreign.as_deref().and_then(|f| f.split_once('.'))
         {
@@ -90,24 +146,11 @@ fn create(app: &str, schema: &SchemaFile, name: &str, table: &TableSpec) -> Tabl
             };
             statement.foreign_key(
                 ForeignKey::create()
-                    .from(Alias::new(table_name(app, name)), Alias::new(field_name))
-                    .to(Alias::new(table_name(app, target)), Alias::new(target_field))
+                    .from(Alias::new(table_name(prefix, name)), Alias::new(field_name))
+                    .to(Alias::new(table_name(prefix, target)), Alias::new(target_field))
                     .on_delete(action),
             );
         }
-    }
-    let owner = owner_field(table);
-    if table.scope == Scope::Owner && !table.fields.contains_key(owner) {
-        statement.col(ColumnDef::new(Alias::new(owner)).uuid().not_null());
-    }
-    if table.scope == Scope::Org && !table.fields.contains_key("org_id") {
-        statement.col(ColumnDef::new(Alias::new("org_id")).uuid().not_null());
-    }
-    statement.col(managed("created_at"));
-    statement.col(managed("updated_at"));
-    statement.col(ColumnDef::new(Alias::new("row_version")).big_integer().not_null().default(1));
-    if table.soft_delete {
-        statement.col(ColumnDef::new(Alias::new("deleted_at")).timestamp_with_time_zone());
     }
     statement.to_owned()
 }
@@ -138,35 +181,157 @@ fn ordered(schema: &SchemaFile) -> Vec<&String> {
     done
 }
 
+fn build(statement: &impl SqlText, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => statement.sqlite(),
+        Backend::Postgres => statement.postgres(),
+    }
+}
+
+trait SqlText {
+    fn sqlite(&self) -> String;
+    fn postgres(&self) -> String;
+}
+
+macro_rules! sql_text {
+    ($($ty:ty),*) => {$(
+        impl SqlText for $ty {
+            fn sqlite(&self) -> String {
+                self.to_string(SqliteQueryBuilder)
+            }
+            fn postgres(&self) -> String {
+                self.to_string(PostgresQueryBuilder)
+            }
+        }
+    )*};
+}
+
+sql_text!(
+    TableCreateStatement,
+    sea_query::IndexCreateStatement,
+    sea_query::TableAlterStatement,
+    sea_query::TableDropStatement
+);
+
+/// The index on a table's scope column, if it has one.
+fn scope_index(prefix: &str, name: &str, table: &TableSpec, backend: Backend) -> Option<String> {
+    let column = match table.scope {
+        Scope::Owner => owner_field(table).to_owned(),
+        Scope::Org => "org_id".to_owned(),
+        Scope::Public => return None,
+    };
+    let index = Index::create()
+        .if_not_exists()
+        .name(format!("{}__by_{column}", table_name(prefix, name)))
+        .table(Alias::new(table_name(prefix, name)))
+        .col(Alias::new(column))
+        .to_owned();
+    Some(build(&index, backend))
+}
+
 /// The statements creating an app's tables and indexes, for `backend`.
-pub fn create_statements(app: &str, schema: &SchemaFile, backend: Backend) -> Vec<String> {
+pub fn create_statements(prefix: &str, schema: &SchemaFile, backend: Backend) -> Vec<String> {
     let mut out = Vec::new();
     for name in ordered(schema) {
         let table = &schema.tables[name];
-        let statement = create(app, schema, name, table);
-        out.push(match backend {
-            Backend::Sqlite => statement.to_string(SqliteQueryBuilder),
-            Backend::Postgres => statement.to_string(PostgresQueryBuilder),
-        });
-        let scoped = match table.scope {
-            Scope::Owner => Some(owner_field(table).to_owned()),
-            Scope::Org => Some("org_id".to_owned()),
-            Scope::Public => None,
-        };
-        if let Some(column) = scoped {
-            let index = Index::create()
-                .if_not_exists()
-                .name(format!("{}__by_{column}", table_name(app, name)))
-                .table(Alias::new(table_name(app, name)))
-                .col(Alias::new(column))
-                .to_owned();
-            out.push(match backend {
-                Backend::Sqlite => index.to_string(SqliteQueryBuilder),
-                Backend::Postgres => index.to_string(PostgresQueryBuilder),
-            });
-        }
+        out.push(build(&create(prefix, schema, name, table), backend));
+        out.extend(scope_index(prefix, name, table, backend));
     }
     out
+}
+
+/// What bringing a database in line with a schema takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Creating tables, adding columns and indexes: nothing is lost.
+    pub safe: Vec<String>,
+    /// Dropping tables or columns the schema no longer has.
+    pub destructive: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.safe.is_empty() && self.destructive.is_empty()
+    }
+}
+
+/// The tables and their columns a database has.
+pub async fn existing_tables(db: &Db) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    let names: Vec<(String,)> = match db.backend() {
+        Backend::Sqlite => {
+            db.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+                .fetch_all()
+                .await?
+        }
+        Backend::Postgres => {
+            db.query(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name",
+            )
+            .fetch_all()
+            .await?
+        }
+    };
+    let mut out = Vec::new();
+    for (name,) in names {
+        let columns: Vec<(String,)> = match db.backend() {
+            Backend::Sqlite => db.query("SELECT name FROM pragma_table_info($1) ORDER BY cid").bind(name.as_str()),
+            Backend::Postgres => db
+                .query(
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                )
+                .bind(name.as_str()),
+        }
+        .fetch_all()
+        .await?;
+        out.push((name, columns.into_iter().map(|(c,)| c).collect()));
+    }
+    Ok(out)
+}
+
+/// Compares `schema` (tables under `prefix`) with what `db` has.
+pub async fn plan(db: &Db, prefix: &str, schema: &SchemaFile) -> Result<Plan, StoreError> {
+    let backend = db.backend();
+    let existing = existing_tables(db).await?;
+    let mut plan = Plan::default();
+    for name in ordered(schema) {
+        let table = &schema.tables[name];
+        let sql_name = table_name(prefix, name);
+        let Some((_, have)) = existing.iter().find(|(t, _)| *t == sql_name) else {
+            plan.safe.push(build(&create(prefix, schema, name, table), backend));
+            plan.safe.extend(scope_index(prefix, name, table, backend));
+            continue;
+        };
+        let expected = expected_columns(schema, table, Def::Add);
+        for (column, def) in expected.iter().filter(|(c, _)| !have.contains(c)) {
+            let alter = Table::alter().table(Alias::new(&sql_name)).add_column(def.clone()).to_owned();
+            plan.safe.push(build(&alter, backend));
+            if table.fields.get(column).is_some_and(|f| f.unique && !f.primary) {
+                let index = Index::create()
+                    .if_not_exists()
+                    .unique()
+                    .name(format!("{sql_name}__unique_{column}"))
+                    .table(Alias::new(&sql_name))
+                    .col(Alias::new(column))
+                    .to_owned();
+                plan.safe.push(build(&index, backend));
+            }
+        }
+        for column in have.iter().filter(|c| !expected.iter().any(|(e, _)| e == *c)) {
+            let drop = Table::alter().table(Alias::new(&sql_name)).drop_column(Alias::new(column)).to_owned();
+            plan.destructive.push(build(&drop, backend));
+        }
+    }
+    if !prefix.is_empty() {
+        for (name, _) in &existing {
+            let ours = name.strip_prefix(prefix).is_some_and(|t| !schema.tables.contains_key(t));
+            if ours {
+                plan.destructive.push(build(&Table::drop().table(Alias::new(name)).to_owned(), backend));
+            }
+        }
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -198,7 +363,7 @@ tables:
         let app = load("name: prokov\n", SCHEMA).expect("schema");
         let (databases, _dir) = databases("ddl_creates_working_tables").await;
         for db in databases {
-            let statements = create_statements("prokov", &app.schema, db.backend());
+            let statements = create_statements("app_prokov__", &app.schema, db.backend());
             assert!(statements[0].contains("app_prokov__projects"), "targets first: {statements:?}");
             for sql in &statements {
                 db.query_dynamic(sql.clone()).execute().await.unwrap_or_else(|e| panic!("{sql}: {e}"));

@@ -1,11 +1,17 @@
-//! The data API: schema-driven tables for custom apps (issue 6, in progress). So far the pure
-//! layers: the expression language of filters and rules, and apps' schemas loaded from YAML and
-//! checked with every problem reported at once.
+//! The data API: schema-driven tables for custom apps. Apps are described in YAML (tables,
+//! fields, scoping, soft delete, rules); rows are served over generated JSON routes with rules
+//! compiled to parameterized SQL, on SQLite or PostgreSQL.
 
 pub mod compile;
 pub mod ddl;
+pub mod dictionary;
 pub mod expr;
+pub mod http;
+pub mod introspect;
 pub mod schema;
+pub mod service;
 #[cfg(test)]
 mod testing;
 pub mod values;
+
+pub use service::DataApi;

@@ -91,7 +91,7 @@ fn target_kind<'a>(schema: &'a SchemaFile, field: &'a Field) -> Option<&'a Field
     schema.tables.get(table)?.fields.get(column)
 }
 
-fn typed(schema: &SchemaFile, field: &Field, value: &Value) -> Result<Typed, String> {
+pub(crate) fn typed(schema: &SchemaFile, field: &Field, value: &Value) -> Result<Typed, String> {
     if value.is_null() {
         return Ok(Typed::Null);
     }

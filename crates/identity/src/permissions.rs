@@ -15,9 +15,11 @@ pub const API_KEYS_MANAGE: &str = "api_keys.manage";
 pub const MAIL_SEND: &str = "mail.send";
 pub const DRIVE_READ: &str = "drive.read";
 pub const DRIVE_WRITE: &str = "drive.write";
+pub const APPS_MANAGE: &str = "apps.manage";
 
-/// Every permission name known outside the data API's `data.<app>.<table>.<operation>`.
-pub const ALL: [&str; 12] = [
+/// Every permission name known outside the data API's `data.<app>.<table>.<operation>` and
+/// `data.<app>.purge`.
+pub const ALL: [&str; 13] = [
     ORGS_READ,
     ORGS_MANAGE,
     MEMBERS_MANAGE,
@@ -30,6 +32,7 @@ pub const ALL: [&str; 12] = [
     MAIL_SEND,
     DRIVE_READ,
     DRIVE_WRITE,
+    APPS_MANAGE,
 ];
 
 /// The built-in roles, valid in every organization.
@@ -51,6 +54,7 @@ pub fn builtin(role: &str) -> Option<BTreeSet<String>> {
             MAIL_SEND,
             DRIVE_READ,
             DRIVE_WRITE,
+            APPS_MANAGE,
         ],
         "member" => &[ORGS_READ, USERS_READ, MAIL_SEND, DRIVE_READ, DRIVE_WRITE],
         "guest" => &[ORGS_READ, DRIVE_READ],
@@ -64,9 +68,9 @@ pub fn is_valid(name: &str) -> bool {
     if ALL.contains(&name) {
         return true;
     }
-    // data.<app>.<table>.<operation>
+    // data.<app>.<table>.<operation>, data.<app>.purge
     let parts: Vec<&str> = name.split('.').collect();
-    parts.len() == 4
+    (parts.len() == 4 || (parts.len() == 3 && parts[2] == "purge"))
         && parts[0] == "data"
         && parts[1..].iter().all(|p| {
             !p.is_empty()

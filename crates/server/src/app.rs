@@ -32,6 +32,7 @@ pub struct Inner {
     pub identity: Identity,
     pub mailer: Mailer,
     pub drive: oppidum_drive::Drive,
+    pub data: oppidum_data::DataApi,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
     pub started: Instant,
@@ -99,6 +100,7 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
     let content = oppidum_drive::ContentStore::new(db.clone(), blobs.clone(), clock.clone());
     let drive = oppidum_drive::Drive::new(db.clone(), content, config.drive.clone(), Arc::new(identity.clone()))
         .with_events(bus.clone());
+    let data = data_api(&config, &db, Arc::new(identity.clone()), bus.clone()).await?;
     Ok(AppState(Arc::new(Inner {
         config,
         node,
@@ -109,6 +111,7 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
         identity,
         mailer,
         drive,
+        data,
         clock,
         metrics,
         started: Instant::now(),
@@ -123,6 +126,21 @@ pub fn identity_service(config: &Config, db: &Db, clock: Arc<dyn Clock>, mailer:
     let vault = Vault::with_previous(master.expose(), &previous);
     let base_url = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.http.listen));
     Ok(Identity::new(db.clone(), vault, clock, config.identity.clone(), config.token_issuer(), mailer, base_url))
+}
+
+/// The data API, serving the apps found in the apps directory.
+pub async fn data_api(
+    config: &Config,
+    db: &Db,
+    directory: Arc<dyn oppidum_core::Directory>,
+    bus: EventBus,
+) -> anyhow::Result<oppidum_data::DataApi> {
+    let master = config.secrets.master_key.as_ref().context("secrets.master_key is not set")?;
+    let keys = oppidum_data::service::Keys {
+        current: master.expose().to_owned(),
+        previous: config.secrets.previous_master_keys.iter().map(|k| k.expose().to_owned()).collect(),
+    };
+    Ok(oppidum_data::DataApi::open(db.clone(), config.apps_path(), keys, directory, Some(bus)).await)
 }
 
 /// The outbox as configured; in development, mail that cannot be delivered is printed to the log.

@@ -38,6 +38,9 @@ pub enum Command {
     /// Administration: first administrator, users.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The data API's apps: check them, read an existing database, compare and migrate.
+    #[command(subcommand)]
+    Apps(AppsCommand),
     /// Print the OpenAPI document of the JSON API (the source of docs/openapi.json).
     Openapi,
     /// Print version, commit and compiler.
@@ -125,5 +128,28 @@ pub enum MailCommand {
         status: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// List the apps of the apps directory and whether each loads.
+    List,
+    /// Check an app's files and list every problem; exits 1 when there is any.
+    Check { app: String },
+    /// Print a schema (YAML) read from an existing SQLite or PostgreSQL database.
+    Introspect {
+        /// `sqlite:///path/to/file.db` or `postgres://user:password@host/database`.
+        #[arg(long)]
+        db: String,
+    },
+    /// Show how an app's schema and its database differ, as the SQL that would align them.
+    Diff { app: String },
+    /// Apply the additive changes (new tables, columns, indexes), printing the SQL run;
+    /// destructive ones (dropped columns or tables) only with `--force`.
+    Migrate {
+        app: String,
+        #[arg(long)]
+        force: bool,
     },
 }

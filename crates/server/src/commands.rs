@@ -7,6 +7,7 @@ use anyhow::Context;
 use oppidum_core::config::Config;
 use oppidum_store::jobs::{JobQueue, NewJob};
 
+use crate::apps_cli::apps_command;
 use crate::cli::{AdminCommand, AuditCommand, Cli, Command, ConfigCommand, JobsCommand, MailCommand};
 use crate::settings;
 
@@ -91,6 +92,7 @@ async fn run_async(command: Command, mut config: Config) -> anyhow::Result<()> {
             settings::prepare_data_dir(&mut config).map_err(anyhow::Error::msg)?;
             admin_command(config, admin).await
         }
+        Command::Apps(apps) => apps_command(config, apps).await,
         Command::Config(_) | Command::Version | Command::Openapi => Ok(()),
     }
 }

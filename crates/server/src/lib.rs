@@ -2,6 +2,7 @@
 //! command-line interface. The binary in `main.rs` only parses arguments and calls [`commands::run`].
 
 pub mod app;
+mod apps_cli;
 pub mod build_info;
 pub mod cli;
 pub mod commands;

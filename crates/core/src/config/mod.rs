@@ -43,6 +43,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub mail: MailConfig,
     pub drive: DriveConfig,
+    pub apps: AppsConfig,
 }
 
 impl Default for Config {
@@ -61,6 +62,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             mail: MailConfig::default(),
             drive: DriveConfig::default(),
+            apps: AppsConfig::default(),
         }
     }
 }
@@ -234,6 +236,15 @@ pub struct SecretsConfig {
     pub master_key: Option<Secret>,
     /// Former master keys, still accepted to open what they sealed (key rotation).
     pub previous_master_keys: Vec<Secret>,
+}
+
+/// The data API's apps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppsConfig {
+    /// Where apps live, one directory each (`<app>/app.yaml`, `<app>/schema.yaml`); default
+    /// `<data_dir>/apps`.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -415,6 +426,10 @@ impl Config {
     }
 
     /// The local blob directory in force.
+    pub fn apps_path(&self) -> PathBuf {
+        self.apps.dir.clone().unwrap_or_else(|| self.data_dir.join("apps"))
+    }
+
     pub fn blob_path(&self) -> PathBuf {
         self.blob.path.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
     }

@@ -234,10 +234,18 @@ fn check_table(schema: &SchemaFile, name: &str, table: &Table, report: &mut Repo
     if let Some(order) = &table.order {
         for part in order.split(',') {
             let mut words = part.split_whitespace();
-            let (field, dir) = (words.next().unwrap_or_default(), words.next().unwrap_or("ASC"));
+            let first = words.next().unwrap_or_default();
+            // `-field` is `field DESC`, as in a list request's `sort`.
+            let (field, default_dir) = first.strip_prefix('-').map_or((first, "ASC"), |f| (f, "DESC"));
+            let dir = words.next().unwrap_or(default_dir);
             let known = table.fields.contains_key(field) || RESERVED.contains(&field);
             if !known || !matches!(dir.to_ascii_uppercase().as_str(), "ASC" | "DESC") || words.next().is_some() {
-                report.add(SCHEMA, t, None, format!("`order` part `{}` is not `field ASC|DESC`", part.trim()));
+                report.add(
+                    SCHEMA,
+                    t,
+                    None,
+                    format!("`order` part `{}` is not `field ASC|DESC` or `-field`", part.trim()),
+                );
             }
         }
     }
@@ -246,13 +254,13 @@ fn check_table(schema: &SchemaFile, name: &str, table: &Table, report: &mut Repo
         if !operation_names.contains(&rule.as_str()) {
             report.add(SCHEMA, t, None, format!("rule `{rule}` is not an operation ({})", operation_names.join(", ")));
         }
-        check_expression(table, &format!("rule `{rule}`"), text, t, report);
+        check_expression(schema, table, &format!("rule `{rule}`"), text, t, report);
     }
     for (filter, text) in &table.filters {
         if !valid_identifier(filter) {
             report.add(SCHEMA, t, None, format!("filter name `{filter}` is not lowercase letters, digits and `_`"));
         }
-        check_expression(table, &format!("filter `{filter}`"), text, t, report);
+        check_expression(schema, table, &format!("filter `{filter}`"), text, t, report);
     }
 }
 
@@ -272,27 +280,15 @@ fn check_foreign(schema: &SchemaFile, target: &str) -> Option<String> {
 
 /// Names an expression may use: the table's fields (also as `row.x`), the server's columns,
 /// and the caller: `auth.id`, `auth.role`, `auth.org`.
-fn check_expression(table: &Table, what: &str, text: &str, t: Option<&str>, report: &mut Report) {
-    let parsed = match expr::parse(text) {
-        Ok(parsed) => parsed,
-        Err(err) => {
-            report.add(SCHEMA, t, None, format!("{what}: {err}"));
-            return;
-        }
-    };
-    let owner = table.owner_field.as_deref().unwrap_or("owner_id");
-    for path in expr::paths(&parsed) {
-        let names: Vec<&str> = path.iter().map(String::as_str).collect();
-        let known = match names.as_slice() {
-            ["auth", "id" | "role" | "org"] => true,
-            ["row", field] | [field] => {
-                table.fields.contains_key(*field) || RESERVED.contains(field) || *field == owner || *field == "owner"
-            }
-            _ => false,
-        };
-        if !known {
-            report.add(SCHEMA, t, None, format!("{what}: unknown name `{}`", names.join(".")));
-        }
+/// Parses and compiles an expression (as a caller would run it) so a schema never holds a rule
+/// or filter that fails at request time: unknown names, type mismatches, encrypted fields.
+fn check_expression(schema: &SchemaFile, table: &Table, what: &str, text: &str, t: Option<&str>, report: &mut Report) {
+    let auth = crate::compile::Auth { id: uuid::Uuid::nil(), role: String::new(), org: uuid::Uuid::nil() };
+    let checked = expr::parse(text)
+        .map_err(|err| err.to_string())
+        .and_then(|parsed| crate::compile::compile(schema, table, &parsed, &auth, 1).map(|_| ()));
+    if let Err(reason) = checked {
+        report.add(SCHEMA, t, None, format!("{what}: {reason}"));
     }
 }
 

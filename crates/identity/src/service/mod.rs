@@ -382,6 +382,16 @@ impl oppidum_core::Directory for Identity {
         let verified = crate::password::verify(password.to_owned(), Some(stored.to_owned())).await?;
         Ok(verified != crate::password::Verified::No)
     }
+
+    async fn role_in(&self, user: Uuid, org: Uuid) -> std::result::Result<Option<String>, oppidum_core::Error> {
+        let Some(org) = repo::get_org(&self.db, org).await.map_err(IdentityError::from)? else { return Ok(None) };
+        let memberships = repo::memberships_of(&self.db, user).await.map_err(IdentityError::from)?;
+        Ok(memberships
+            .into_iter()
+            .filter(|(_, path, _)| org.path.starts_with(path.as_str()))
+            .max_by_key(|(_, path, _)| path.len())
+            .map(|(_, _, role)| role))
+    }
 }
 
 #[cfg(test)]

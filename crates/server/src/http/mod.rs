@@ -39,6 +39,7 @@ use crate::app::AppState;
         (name = "mail", description = "Transactional mail through the durable outbox"),
         (name = "drive", description = "Deduplicated, versioned files"),
         (name = "links", description = "Public links: what anyone holding one sees (`/s/{token}`)"),
+        (name = "apps", description = "Data API: apps defined by a YAML schema, their tables' rows and data dictionaries"),
     )
 )]
 struct ApiDoc;
@@ -63,6 +64,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(mail);
     let (_, drive) = oppidum_drive::http::routes().split_for_parts();
     doc.merge(drive);
+    let (_, data) = oppidum_data::http::routes().split_for_parts();
+    doc.merge(data);
     doc
 }
 
@@ -80,12 +83,15 @@ pub fn router(state: AppState) -> Router {
     doc.merge(mail_doc);
     let (drive, drive_doc) = oppidum_drive::http::routes().split_for_parts();
     doc.merge(drive_doc);
+    let (data, data_doc) = oppidum_data::http::routes().split_for_parts();
+    doc.merge(data_doc);
     let config = &state.config;
     let app: Router = Router::new()
         .merge(system.with_state(state.clone()))
         .merge(identity.with_state(state.identity.clone()))
         .merge(mail.with_state(state.mailer.clone()))
         .merge(drive.with_state(state.drive.clone()))
+        .merge(data.with_state(state.data.clone()))
         .merge(oppidum_drive::dav::router(state.drive.clone()).route_layer(axum::middleware::from_fn_with_state(
             (state.identity.clone(), "dav"),
             oppidum_identity::http::authenticate_basic,

@@ -8,6 +8,8 @@ mod harness;
 mod account_flows;
 mod antivirus;
 mod cli;
+mod data_api;
+mod data_introspect;
 mod dav;
 mod drive;
 mod drive_resumable;

@@ -5,7 +5,7 @@
 //! or text they were stored as; callers that know the schema normalize those.
 
 use base64::Engine;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -76,6 +76,8 @@ impl<'r> FromRow<'r, PgRow> for JsonRow {
                     "BOOL" => Value::Bool(row.try_get::<bool, _>(i)?),
                     "UUID" => Value::String(row.try_get::<Uuid, _>(i)?.to_string()),
                     "TIMESTAMPTZ" => Value::String(row.try_get::<DateTime<Utc>, _>(i)?.to_rfc3339()),
+                    // A time without zone (databases made elsewhere): read as UTC.
+                    "TIMESTAMP" => Value::String(row.try_get::<NaiveDateTime, _>(i)?.and_utc().to_rfc3339()),
                     "DATE" => Value::String(row.try_get::<NaiveDate, _>(i)?.to_string()),
                     "JSON" | "JSONB" => row.try_get::<Value, _>(i)?,
                     "BYTEA" => {

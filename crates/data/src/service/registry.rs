@@ -1,0 +1,232 @@
+//! The apps a server runs: read from `<apps dir>/<app>/{app.yaml,schema.yaml}`, checked (YAML,
+//! schema, and every rule and filter compiled against its table), their database opened and
+//! brought up to the schema with additive changes only, then served. Replacing an app checks
+//! the new version completely before anything changes: a bad schema is refused with every
+//! problem listed and the running version keeps serving.
+
+use std::path::{Path, PathBuf};
+
+use crate::ddl::{self, Plan};
+use crate::schema::{App, Problem, load, valid_identifier};
+use oppidum_core::vault::Vault;
+use oppidum_core::{Error, ErrorKind};
+use oppidum_store::Db;
+
+/// An app being served.
+#[derive(Debug)]
+pub struct Loaded {
+    pub name: String,
+    pub app: App,
+    /// The database its tables live in.
+    pub db: Db,
+    /// Prefix of its tables' SQL names.
+    pub prefix: String,
+    pub app_yaml: String,
+    pub schema_yaml: String,
+    /// Seals its `encrypt` fields (a key of its own, derived from the master key).
+    pub(crate) vault: Vault,
+}
+
+/// The master key and the previous ones, from which each app's key is derived.
+#[derive(Clone)]
+pub struct Keys {
+    pub current: String,
+    pub previous: Vec<String>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+impl Keys {
+    fn vault(&self, app: &str) -> Vault {
+        let derive = |key: &str| format!("{key}\0oppidum data app\0{app}");
+        let previous: Vec<String> = self.previous.iter().map(|k| derive(k)).collect();
+        let previous: Vec<&str> = previous.iter().map(String::as_str).collect();
+        Vault::with_previous(&derive(&self.current), &previous)
+    }
+}
+
+/// Why an app could not be (re)loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// Its files are wrong: every problem.
+    Invalid(Vec<Problem>),
+    /// Its database could not be opened or changed.
+    Database(String),
+    /// Applying the schema needs destructive changes.
+    Destructive(Vec<String>),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Invalid(problems) => {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                write!(f, "{}", lines.join("; "))
+            }
+            LoadError::Database(reason) => write!(f, "database: {reason}"),
+            LoadError::Destructive(statements) => write!(
+                f,
+                "the schema drops what the database holds (apply with `oppidum apps migrate --force`): {}",
+                statements.join("; ")
+            ),
+        }
+    }
+}
+
+impl From<LoadError> for Error {
+    fn from(err: LoadError) -> Self {
+        let message = err.to_string();
+        match err {
+            LoadError::Invalid(problems) => {
+                Error::new(ErrorKind::Unprocessable, "invalid_schema", format!("The app is invalid: {message}"))
+                    .with_details(serde_json::json!({ "problems": problems }))
+            }
+            LoadError::Database(_) => Error::new(ErrorKind::Unprocessable, "schema_not_applied", message),
+            LoadError::Destructive(statements) => Error::new(ErrorKind::Conflict, "destructive_change", message)
+                .with_details(serde_json::json!({ "statements": statements })),
+        }
+    }
+}
+
+/// Largest app file read from disk.
+const MAX_FILE: u64 = 1 << 20;
+
+/// Reads an app's two files.
+pub fn read_files(dir: &Path) -> Result<(String, String), LoadError> {
+    let read = |file: &str| -> Result<String, LoadError> {
+        let path = dir.join(file);
+        let problem =
+            |reason: String| LoadError::Invalid(vec![Problem { file: file.into(), table: None, field: None, reason }]);
+        let meta = std::fs::metadata(&path).map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
+        if meta.len() > MAX_FILE {
+            return Err(problem(format!("larger than {MAX_FILE} bytes")));
+        }
+        std::fs::read_to_string(&path).map_err(|e| problem(format!("cannot read {}: {e}", path.display())))
+    };
+    Ok((read("app.yaml")?, read("schema.yaml")?))
+}
+
+/// Checks an app's files completely (every rule and filter compiled too) and that it is named
+/// as its directory.
+pub fn check(expected_name: Option<&str>, app_yaml: &str, schema_yaml: &str) -> Result<App, Vec<Problem>> {
+    let app = load(app_yaml, schema_yaml)?;
+    let mut problems = Vec::new();
+    if let Some(name) = expected_name
+        && name != app.app.name
+    {
+        problems.push(Problem {
+            file: "app.yaml".into(),
+            table: None,
+            field: None,
+            reason: format!("`name` is `{}` but the app is `{name}`", app.app.name),
+        });
+    }
+    if problems.is_empty() { Ok(app) } else { Err(problems) }
+}
+
+/// Opens the database an app names.
+pub(crate) async fn open_db(main: &Db, app: &App) -> Result<Db, LoadError> {
+    if app.app.database == "main" {
+        return Ok(main.clone());
+    }
+    Db::connect(&app.app.database, &Default::default()).await.map_err(|e| LoadError::Database(e.to_string()))
+}
+
+/// Applies a plan's statements in one transaction.
+pub async fn apply(db: &Db, statements: &[String]) -> Result<(), LoadError> {
+    let database = |e: oppidum_store::StoreError| LoadError::Database(e.to_string());
+    let mut tx = db.begin().await.map_err(database)?;
+    for statement in statements {
+        tx.query_dynamic(statement.clone()).execute().await.map_err(database)?;
+    }
+    tx.commit().await.map_err(database)
+}
+
+/// What applying the app to its database would change (and that database).
+pub async fn plan_for(main: &Db, app: &App) -> Result<(Db, Plan), LoadError> {
+    let db = open_db(main, app).await?;
+    let plan =
+        ddl::plan(&db, &ddl::prefix(&app.app), &app.schema).await.map_err(|e| LoadError::Database(e.to_string()))?;
+    Ok((db, plan))
+}
+
+/// Checks an app, brings its database up to it (additive changes only) and returns it ready.
+pub(crate) async fn prepare(
+    main: &Db,
+    keys: &Keys,
+    name: &str,
+    app_yaml: String,
+    schema_yaml: String,
+) -> Result<Loaded, LoadError> {
+    if !valid_identifier(name) {
+        return Err(LoadError::Invalid(vec![Problem {
+            file: "app.yaml".into(),
+            table: None,
+            field: None,
+            reason: format!("`{name}` is not a valid app name (lowercase letters, digits and `_`)"),
+        }]));
+    }
+    let app = check(Some(name), &app_yaml, &schema_yaml).map_err(LoadError::Invalid)?;
+    let (db, plan) = plan_for(main, &app).await?;
+    if !plan.destructive.is_empty() && app.app.database == "main" {
+        tracing::warn!(app = name, statements = ?plan.destructive, "the schema no longer has some columns or tables; they are kept");
+    }
+    apply(&db, &plan.safe).await?;
+    for statement in &plan.safe {
+        tracing::info!(app = name, statement, "applied to the app's database");
+    }
+    Ok(Loaded {
+        name: name.to_owned(),
+        prefix: ddl::prefix(&app.app),
+        app,
+        db,
+        app_yaml,
+        schema_yaml,
+        vault: keys.vault(name),
+    })
+}
+
+/// Writes an app's files, each replaced whole (written aside, then renamed).
+pub(crate) fn write_files(dir: &Path, app_yaml: &str, schema_yaml: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (file, text) in [("app.yaml", app_yaml), ("schema.yaml", schema_yaml)] {
+        let aside = dir.join(format!(".{file}.new"));
+        std::fs::write(&aside, text)?;
+        std::fs::rename(&aside, dir.join(file))?;
+    }
+    Ok(())
+}
+
+/// The app directories under `root`.
+pub fn app_dirs(root: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
+    let mut out: Vec<(String, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("app.yaml").is_file())
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_and_filters_are_compiled_when_an_app_loads() {
+        let schema = "tables:\n  projects:\n    rules:\n      update: \"archived == 'no'\"\n    filters:\n      bad: \"nothing >= 4\"\n      good: \"archived == false\"\n    fields:\n      id: { type: int, primary: true, auto: true }\n      archived: { type: bool }\n";
+        let problems = check(Some("p"), "name: p\n", schema).expect_err("invalid");
+        let reasons: Vec<&str> = problems.iter().map(|p| p.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(reasons[0].starts_with("rule `update`: cannot compare"), "{reasons:?}");
+        assert!(reasons[1].starts_with("filter `bad`: unknown field"), "{reasons:?}");
+        let problems =
+            check(Some("q"), "name: p\n", &schema.replace("'no'", "true").replace("nothing", "id")).expect_err("name");
+        assert!(problems[0].reason.contains("but the app is `q`"), "{problems:?}");
+    }
+}

@@ -1,0 +1,128 @@
+//! The service with a stand-in directory: events of every change, sealed and hashed fields.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use oppidum_core::principal::Credential;
+use oppidum_core::{Directory, Error, OrgAccess, Principal};
+use oppidum_store::{Db, EventBus};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{DataApi, Keys};
+
+#[derive(Debug)]
+struct Members;
+
+#[async_trait::async_trait]
+impl Directory for Members {
+    async fn org_access(&self, _: &Principal, _: Uuid, _: &str) -> Result<OrgAccess, Error> {
+        Ok(OrgAccess::Hidden)
+    }
+    async fn user_by_email(&self, _: &str) -> Result<Option<Uuid>, Error> {
+        Ok(None)
+    }
+    async fn hash_password(&self, password: &str) -> Result<String, Error> {
+        Ok(format!("hashed:{}", password.len()))
+    }
+    async fn verify_password(&self, _: &str, _: &str) -> Result<bool, Error> {
+        Ok(false)
+    }
+    async fn role_in(&self, _: Uuid, _: Uuid) -> Result<Option<String>, Error> {
+        Ok(Some("member".into()))
+    }
+}
+
+fn principal(permissions: &[&str]) -> Principal {
+    Principal {
+        user_id: Uuid::now_v7(),
+        org_id: Uuid::now_v7(),
+        permissions: permissions.iter().map(|p| (*p).to_owned()).collect::<BTreeSet<_>>(),
+        instance_admin: false,
+        credential: Credential::Session { session_id: Uuid::now_v7() },
+        impersonator: None,
+        ip: None,
+        user_agent: None,
+    }
+}
+
+const SCHEMA: &str = r#"
+tables:
+  people:
+    scope: owner
+    soft_delete: true
+    fields:
+      id: { type: uuid, primary: true, auto: true }
+      name: { type: string, max: 50, required: true }
+      phone: { type: string, max: 30, encrypt: true }
+      profile: { type: json, encrypt: true }
+      pin: { type: string, max: 12, hash: true }
+"#;
+
+fn body(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn changes_are_published_and_sealed_fields_need_their_permission() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db =
+        Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()), &Default::default()).await.expect("db");
+    let bus = EventBus::new(Uuid::now_v7(), None);
+    let mut events = bus.subscribe();
+    let keys = Keys { current: "k".repeat(32), previous: Vec::new() };
+    let api = DataApi::open(db.clone(), dir.path().join("apps"), keys, Arc::new(Members), Some(bus)).await;
+    assert!(api.apps().is_empty());
+    let admin = principal(&["apps.manage"]);
+    api.install(&admin, "crm", "name: crm\n".into(), SCHEMA.into()).await.expect("install");
+    assert!(dir.path().join("apps/crm/schema.yaml").is_file(), "written back");
+
+    let reader = principal(&["data.crm.people.decrypt"]);
+    let row = api
+        .create(
+            &reader,
+            "crm",
+            "people",
+            body(json!({"name": "Ada", "phone": "+33 6", "profile": {"a": 1}, "pin": "1234"})),
+        )
+        .await
+        .expect("create");
+    assert_eq!(row["phone"], "+33 6", "opened for a caller holding the permission");
+    assert_eq!(row["profile"], json!({"a": 1}));
+    assert!(row.get("pin").is_none(), "hashes are never returned");
+    let id = row["id"].as_str().expect("id").to_owned();
+    let (phone, pin): (String, String) =
+        db.query("SELECT phone, pin FROM app_crm__people").fetch_one().await.expect("stored");
+    assert!(phone.starts_with("v1.") && !phone.contains("+33"), "sealed at rest: {phone}");
+    assert_eq!(pin, "hashed:4");
+
+    // Another caller without the permission sees the row (same owner) without the sealed fields.
+    let mut plain = principal(&[]);
+    plain.user_id = reader.user_id;
+    let row = api.get(&plain, "crm", "people", &id, false).await.expect("get");
+    assert!(row.get("phone").is_none() && row.get("profile").is_none(), "{row:?}");
+
+    api.update(&reader, "crm", "people", &id, body(json!({"name": "Ada L."})), None).await.expect("update");
+    api.delete(&reader, "crm", "people", &id, Some("\"2\"")).await.expect("delete");
+    api.restore(&reader, "crm", "people", &id).await.expect("restore");
+    let mut topics = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        assert_eq!(event.payload["id"], id.as_str());
+        topics.push(event.topic.clone());
+    }
+    assert_eq!(
+        topics,
+        ["data.crm.people.created", "data.crm.people.updated", "data.crm.people.deleted", "data.crm.people.restored"]
+    );
+    // A failed change publishes nothing.
+    assert!(api.update(&reader, "crm", "people", &id, body(json!({"name": ""})), None).await.is_ok());
+    assert!(api.update(&reader, "crm", "people", &id, body(json!({"nope": 1})), None).await.is_err());
+    assert_eq!(events.try_recv().map(|e| e.topic.clone()).ok().as_deref(), Some("data.crm.people.updated"));
+    assert!(events.try_recv().is_err());
+
+    // Reopened from its files, the app is served again with the same key.
+    let keys = Keys { current: "k".repeat(32), previous: Vec::new() };
+    let again = DataApi::open(db, dir.path().join("apps"), keys, Arc::new(Members), None).await;
+    let row = again.get(&reader, "crm", "people", &id, false).await.expect("get");
+    assert_eq!(row["phone"], "+33 6");
+}
