@@ -111,4 +111,9 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     async fn role_in(&self, _user: Uuid, _org: Uuid) -> Result<Option<String>, Error> {
         Ok(None)
     }
+
+    /// Whether `org` is the instance's root organization (instance-wide permissions hold there).
+    async fn is_instance_org(&self, _org: Uuid) -> Result<bool, Error> {
+        Ok(false)
+    }
 }

@@ -9,14 +9,14 @@ use http::{HeaderMap, HeaderValue, header};
 use oppidum_core::error::ErrorBody;
 use oppidum_core::extract::Json;
 use oppidum_core::{Error, Principal};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value as Json_};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::dictionary;
-use crate::service::{AppSummary, BatchOperation, DataApi, ListQuery, Page};
+use crate::service::{AppSummary, BatchOperation, DataApi, Files, Given, ListQuery, Page, QueryResult};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -29,6 +29,7 @@ pub fn routes() -> OpenApiRouter<DataApi> {
         .routes(routes!(schema))
         .routes(routes!(table_schema))
         .routes(routes!(batch))
+        .routes(routes!(run_query, run_write_query))
         .routes(routes!(list, create))
         .routes(routes!(get, update, delete))
         .routes(routes!(restore))
@@ -55,27 +56,30 @@ pub async fn apps(State(api): State<DataApi>, principal: Principal) -> Result<Ax
     Ok(AxumJson(api.list_apps(&principal).await?))
 }
 
-/// An app's files, as installed (`apps.manage`).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// An app's files to install (`apps.manage`); without `queries`, the app keeps its named queries.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppFiles {
     /// The text of `app.yaml`.
     pub app_yaml: String,
     /// The text of `schema.yaml`.
     pub schema_yaml: String,
+    /// Named queries by name, each the text of its `queries/<name>.yaml`.
+    #[serde(default)]
+    pub queries: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An app's files (`apps.manage`).
 #[utoipa::path(get, path = "/api/apps/{app}", tag = "apps", params(("app" = String, Path)),
-    responses((status = 200, body = AppFiles), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Files), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn app(
     State(api): State<DataApi>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<AxumJson<AppFiles>> {
-    crate::service::require_manage(&principal)?;
+) -> Result<AxumJson<Files>> {
+    api.require_manage(&principal).await?;
     let loaded = api.app(&name).ok_or_else(|| Error::not_found(format!("There is no app `{name}`.")))?;
-    Ok(AxumJson(AppFiles { app_yaml: loaded.app_yaml.clone(), schema_yaml: loaded.schema_yaml.clone() }))
+    Ok(AxumJson(loaded.files.clone()))
 }
 
 /// Installs or replaces an app (`apps.manage`): checked completely, applied to its database with
@@ -90,7 +94,12 @@ pub async fn install(
     Path(name): Path<String>,
     Json(files): Json<AppFiles>,
 ) -> Result<AxumJson<AppSummary>> {
-    let loaded = api.install(&principal, &name, files.app_yaml, files.schema_yaml).await?;
+    let queries = match files.queries {
+        Some(queries) => queries,
+        None => api.app(&name).map(|loaded| loaded.files.queries.clone()).unwrap_or_default(),
+    };
+    let files = Files { app_yaml: files.app_yaml, schema_yaml: files.schema_yaml, queries };
+    let loaded = api.install(&principal, &name, files).await?;
     Ok(AxumJson(crate::service::summary(&loaded)))
 }
 
@@ -266,4 +275,33 @@ pub async fn purge(
 ) -> Result<StatusCode> {
     api.purge(&principal, &name, &table, &id, query.force.unwrap_or(false)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs a read-only named query; its declared parameters come from the query string.
+#[utoipa::path(get, path = "/api/apps/{app}/queries/{name}", tag = "apps",
+    params(("app" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = QueryResult), (status = 400, description = "`validation_failed`", body = ErrorBody),
+        (status = 403, description = "`query_forbidden`", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "`query_failed`", body = ErrorBody)))]
+pub async fn run_query(
+    State(api): State<DataApi>,
+    principal: Principal,
+    Path((name, query)): Path<(String, String)>,
+    Query(params): Query<std::collections::BTreeMap<String, String>>,
+) -> Result<AxumJson<QueryResult>> {
+    Ok(AxumJson(api.query(&principal, &name, &query, Given::Text(params), false).await?))
+}
+
+/// Runs a named query declared `write: true`; its parameters come from the JSON body.
+#[utoipa::path(post, path = "/api/apps/{app}/queries/{name}", tag = "apps",
+    params(("app" = String, Path), ("name" = String, Path)), request_body = Object,
+    responses((status = 200, body = QueryResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 405, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn run_write_query(
+    State(api): State<DataApi>,
+    principal: Principal,
+    Path((name, query)): Path<(String, String)>,
+    Json(params): Json<Map<String, Json_>>,
+) -> Result<AxumJson<QueryResult>> {
+    Ok(AxumJson(api.query(&principal, &name, &query, Given::Json(params), true).await?))
 }

@@ -28,8 +28,8 @@ pub async fn apps_command(config: Config, command: AppsCommand) -> anyhow::Resul
                 println!("no apps in {}", dir.display());
             }
             for (name, path) in apps {
-                let state = match registry::read_files(&path).map(|(a, s)| registry::check(Some(&name), &a, &s)) {
-                    Ok(Ok(app)) => format!(
+                let state = match registry::read_files(&path).map(|files| registry::check(Some(&name), &files)) {
+                    Ok(Ok((app, _))) => format!(
                         "ok ({} tables, database {})",
                         app.schema.tables.len(),
                         database_name(&app.app.database)
@@ -101,9 +101,10 @@ fn database_name(database: &str) -> String {
 /// An app of the apps directory, checked; every problem listed otherwise.
 fn load(config: &Config, app: &str) -> anyhow::Result<oppidum_data::schema::App> {
     let dir = config.apps_path().join(app);
-    let (app_yaml, schema_yaml) = registry::read_files(&dir).map_err(|e| anyhow::anyhow!("app `{app}`: {e}"))?;
-    registry::check(Some(app), &app_yaml, &schema_yaml).map_err(|problems| {
+    let files = registry::read_files(&dir).map_err(|e| anyhow::anyhow!("app `{app}`: {e}"))?;
+    let (app_found, _) = registry::check(Some(app), &files).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
         anyhow::anyhow!("app `{app}` has {} problem(s):\n{}", problems.len(), lines.join("\n"))
-    })
+    })?;
+    Ok(app_found)
 }

@@ -4,6 +4,7 @@
 
 mod access;
 mod errors;
+mod named;
 mod read;
 pub mod registry;
 mod sql;
@@ -21,8 +22,9 @@ use oppidum_store::{Db, EventBus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
+pub use named::{Given, MAX_ROWS, QueryResult};
 pub use read::{ListQuery, Page};
-pub use registry::{Keys, LoadError, Loaded};
+pub use registry::{Files, Keys, LoadError, Loaded};
 pub use write::Change;
 
 use self::access::Ctx;
@@ -130,8 +132,8 @@ impl DataApi {
     }
 
     async fn load_from_disk(&self, name: &str, path: &std::path::Path) -> Result<Loaded, LoadError> {
-        let (app_yaml, schema_yaml) = registry::read_files(path)?;
-        registry::prepare(&self.0.main, &self.0.keys, name, app_yaml, schema_yaml).await
+        let files = registry::read_files(path)?;
+        registry::prepare(&self.0.main, &self.0.keys, name, files).await
     }
 
     fn insert(&self, loaded: Loaded) -> Arc<Loaded> {
@@ -163,13 +165,12 @@ impl DataApi {
         &self,
         principal: &Principal,
         name: &str,
-        app_yaml: String,
-        schema_yaml: String,
+        files: registry::Files,
     ) -> Result<Arc<Loaded>, Error> {
-        require_manage(principal)?;
+        self.require_manage(principal).await?;
         let _one = self.0.changing.lock().await;
-        let loaded = registry::prepare(&self.0.main, &self.0.keys, name, app_yaml, schema_yaml).await?;
-        registry::write_files(&self.0.dir.join(name), &loaded.app_yaml, &loaded.schema_yaml)
+        let loaded = registry::prepare(&self.0.main, &self.0.keys, name, files).await?;
+        registry::write_files(&self.0.dir.join(name), &loaded.files)
             .map_err(|e| Error::internal(format!("writing the app's files: {e}")))?;
         tracing::info!(app = name, by = %principal.user_id, "app installed");
         Ok(self.insert(loaded))
@@ -177,7 +178,7 @@ impl DataApi {
 
     /// Reads an app's files again (after an edit on disk); the running version stays on error.
     pub async fn reload(&self, principal: &Principal, name: &str) -> Result<Arc<Loaded>, Error> {
-        require_manage(principal)?;
+        self.require_manage(principal).await?;
         let _one = self.0.changing.lock().await;
         let path = self.0.dir.join(name);
         if !crate::schema::valid_identifier(name) || !path.join("app.yaml").is_file() {
@@ -185,6 +186,22 @@ impl DataApi {
         }
         let loaded = self.load_from_disk(name, &path).await?;
         Ok(self.insert(loaded))
+    }
+
+    /// 403 unless the caller manages apps: apps serve the whole instance, so `apps.manage` counts
+    /// only in the root organization (or for instance administrators).
+    pub async fn require_manage(&self, principal: &Principal) -> Result<(), Error> {
+        let allowed = principal.instance_admin
+            || (principal.can("apps.manage") && self.0.directory.is_instance_org(principal.org_id).await?);
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Forbidden,
+                "missing_permission",
+                "Managing apps needs `apps.manage` in the root organization.",
+            ))
+        }
     }
 
     /// The caller's context in an app: 404 for an unknown app, 403 for a role it does not allow.
@@ -316,6 +333,27 @@ impl DataApi {
         in_tx!(self, principal, app, |ctx, tx, changes| write::purge(ctx, tx, table, id, force, changes))
     }
 
+    /// Runs a named query (`write`: the request is a POST that may change data).
+    pub async fn query(
+        &self,
+        principal: &Principal,
+        app: &str,
+        name: &str,
+        given: Given,
+        write: bool,
+    ) -> Result<QueryResult, Error> {
+        let (loaded, auth) = self.context(principal, app).await?;
+        let ctx = self.ctx(&loaded, auth, principal);
+        let (result, changed) = named::run(&ctx, name, given, write).await?;
+        if changed && let Some(bus) = &self.0.bus {
+            let payload = json!({"app": app, "query": name, "user_id": principal.user_id, "org_id": principal.org_id});
+            if let Err(err) = bus.publish(&format!("data.{app}.queries.{name}"), payload).await {
+                tracing::warn!(app, query = name, error = %err, "publishing a data event failed");
+            }
+        }
+        Ok(result)
+    }
+
     /// Several operations in one transaction: all happen, or none (the error names the first
     /// that failed by its index).
     pub async fn batch(
@@ -348,15 +386,6 @@ pub fn summary(loaded: &Loaded) -> AppSummary {
         name: loaded.name.clone(),
         description: loaded.app.app.description.clone(),
         tables: loaded.app.schema.tables.keys().cloned().collect(),
-    }
-}
-
-/// 403 unless the caller manages apps.
-pub fn require_manage(principal: &Principal) -> Result<(), Error> {
-    if principal.can("apps.manage") {
-        Ok(())
-    } else {
-        Err(Error::new(ErrorKind::Forbidden, "missing_permission", "Managing apps needs `apps.manage`."))
     }
 }
 

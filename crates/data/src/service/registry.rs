@@ -4,10 +4,23 @@
 //! the new version completely before anything changes: a bad schema is refused with every
 //! problem listed and the running version keeps serving.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::ddl::{self, Plan};
+use crate::queries::{MAX_QUERIES, NamedQuery, load_query};
 use crate::schema::{App, Problem, load, valid_identifier};
+
+/// The text of an app's files: `app.yaml`, `schema.yaml` and `queries/<name>.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Files {
+    pub app_yaml: String,
+    pub schema_yaml: String,
+    /// Named queries by name (the text of each `queries/<name>.yaml`).
+    #[serde(default)]
+    pub queries: BTreeMap<String, String>,
+}
 use oppidum_core::vault::Vault;
 use oppidum_core::{Error, ErrorKind};
 use oppidum_store::Db;
@@ -21,8 +34,10 @@ pub struct Loaded {
     pub db: Db,
     /// Prefix of its tables' SQL names.
     pub prefix: String,
-    pub app_yaml: String,
-    pub schema_yaml: String,
+    /// The files it was loaded from.
+    pub files: Files,
+    /// Its named queries, checked and rewritten.
+    pub queries: BTreeMap<String, NamedQuery>,
     /// Seals its `encrypt` fields (a key of its own, derived from the master key).
     pub(crate) vault: Vault,
 }
@@ -95,26 +110,63 @@ impl From<LoadError> for Error {
 /// Largest app file read from disk.
 const MAX_FILE: u64 = 1 << 20;
 
-/// Reads an app's two files.
-pub fn read_files(dir: &Path) -> Result<(String, String), LoadError> {
-    let read = |file: &str| -> Result<String, LoadError> {
-        let path = dir.join(file);
-        let problem =
-            |reason: String| LoadError::Invalid(vec![Problem { file: file.into(), table: None, field: None, reason }]);
-        let meta = std::fs::metadata(&path).map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
-        if meta.len() > MAX_FILE {
-            return Err(problem(format!("larger than {MAX_FILE} bytes")));
-        }
-        std::fs::read_to_string(&path).map_err(|e| problem(format!("cannot read {}: {e}", path.display())))
+/// Reads an app's files.
+pub fn read_files(dir: &Path) -> Result<Files, LoadError> {
+    let problem = |file: &str, reason: String| {
+        LoadError::Invalid(vec![Problem { file: file.into(), table: None, field: None, reason }])
     };
-    Ok((read("app.yaml")?, read("schema.yaml")?))
+    let read = |path: &Path, file: &str| -> Result<String, LoadError> {
+        let meta =
+            std::fs::metadata(path).map_err(|e| problem(file, format!("cannot read {}: {e}", path.display())))?;
+        if meta.len() > MAX_FILE {
+            return Err(problem(file, format!("larger than {MAX_FILE} bytes")));
+        }
+        std::fs::read_to_string(path).map_err(|e| problem(file, format!("cannot read {}: {e}", path.display())))
+    };
+    let mut files = Files {
+        app_yaml: read(&dir.join("app.yaml"), "app.yaml")?,
+        schema_yaml: read(&dir.join("schema.yaml"), "schema.yaml")?,
+        queries: BTreeMap::new(),
+    };
+    if let Ok(entries) = std::fs::read_dir(dir.join("queries")) {
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".yaml")) else {
+                continue;
+            };
+            if files.queries.len() == MAX_QUERIES {
+                return Err(problem("queries", format!("more than {MAX_QUERIES} queries")));
+            }
+            let text = read(&path, &format!("queries/{name}.yaml"))?;
+            files.queries.insert(name.to_owned(), text);
+        }
+    }
+    Ok(files)
 }
 
 /// Checks an app's files completely (every rule and filter compiled too) and that it is named
 /// as its directory.
-pub fn check(expected_name: Option<&str>, app_yaml: &str, schema_yaml: &str) -> Result<App, Vec<Problem>> {
-    let app = load(app_yaml, schema_yaml)?;
+pub fn check(expected_name: Option<&str>, files: &Files) -> Result<(App, BTreeMap<String, NamedQuery>), Vec<Problem>> {
+    let app = load(&files.app_yaml, &files.schema_yaml)?;
     let mut problems = Vec::new();
+    let prefix = ddl::prefix(&app.app);
+    let mut queries = BTreeMap::new();
+    if files.queries.len() > MAX_QUERIES {
+        problems.push(Problem {
+            file: "queries".into(),
+            table: None,
+            field: None,
+            reason: format!("more than {MAX_QUERIES} queries"),
+        });
+    }
+    for (name, text) in &files.queries {
+        match load_query(name, text, &app.schema, &prefix) {
+            Ok(query) => {
+                queries.insert(name.clone(), query);
+            }
+            Err(more) => problems.extend(more),
+        }
+    }
     if let Some(name) = expected_name
         && name != app.app.name
     {
@@ -125,7 +177,7 @@ pub fn check(expected_name: Option<&str>, app_yaml: &str, schema_yaml: &str) -> 
             reason: format!("`name` is `{}` but the app is `{name}`", app.app.name),
         });
     }
-    if problems.is_empty() { Ok(app) } else { Err(problems) }
+    if problems.is_empty() { Ok((app, queries)) } else { Err(problems) }
 }
 
 /// Opens the database an app names.
@@ -155,13 +207,7 @@ pub async fn plan_for(main: &Db, app: &App) -> Result<(Db, Plan), LoadError> {
 }
 
 /// Checks an app, brings its database up to it (additive changes only) and returns it ready.
-pub(crate) async fn prepare(
-    main: &Db,
-    keys: &Keys,
-    name: &str,
-    app_yaml: String,
-    schema_yaml: String,
-) -> Result<Loaded, LoadError> {
+pub(crate) async fn prepare(main: &Db, keys: &Keys, name: &str, files: Files) -> Result<Loaded, LoadError> {
     if !valid_identifier(name) {
         return Err(LoadError::Invalid(vec![Problem {
             file: "app.yaml".into(),
@@ -170,7 +216,7 @@ pub(crate) async fn prepare(
             reason: format!("`{name}` is not a valid app name (lowercase letters, digits and `_`)"),
         }]));
     }
-    let app = check(Some(name), &app_yaml, &schema_yaml).map_err(LoadError::Invalid)?;
+    let (app, queries) = check(Some(name), &files).map_err(LoadError::Invalid)?;
     let (db, plan) = plan_for(main, &app).await?;
     if !plan.destructive.is_empty() && app.app.database == "main" {
         tracing::warn!(app = name, statements = ?plan.destructive, "the schema no longer has some columns or tables; they are kept");
@@ -184,19 +230,37 @@ pub(crate) async fn prepare(
         prefix: ddl::prefix(&app.app),
         app,
         db,
-        app_yaml,
-        schema_yaml,
+        files,
+        queries,
         vault: keys.vault(name),
     })
 }
 
-/// Writes an app's files, each replaced whole (written aside, then renamed).
-pub(crate) fn write_files(dir: &Path, app_yaml: &str, schema_yaml: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for (file, text) in [("app.yaml", app_yaml), ("schema.yaml", schema_yaml)] {
-        let aside = dir.join(format!(".{file}.new"));
+/// Writes an app's files, each replaced whole (written aside, then renamed); query files no
+/// longer in the app are removed.
+pub(crate) fn write_files(dir: &Path, files: &Files) -> std::io::Result<()> {
+    let queries = dir.join("queries");
+    std::fs::create_dir_all(&queries)?;
+    let mut texts: Vec<(PathBuf, &str)> =
+        vec![(dir.join("app.yaml"), &files.app_yaml), (dir.join("schema.yaml"), &files.schema_yaml)];
+    for (name, text) in &files.queries {
+        texts.push((queries.join(format!("{name}.yaml")), text));
+    }
+    for (path, text) in texts {
+        let aside = path.with_extension("yaml.new");
         std::fs::write(&aside, text)?;
-        std::fs::rename(&aside, dir.join(file))?;
+        std::fs::rename(&aside, &path)?;
+    }
+    for entry in std::fs::read_dir(&queries)?.filter_map(Result::ok) {
+        let path = entry.path();
+        let stale = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".yaml"))
+            .is_some_and(|name| !files.queries.contains_key(name));
+        if stale {
+            std::fs::remove_file(path)?;
+        }
     }
     Ok(())
 }
@@ -220,13 +284,18 @@ mod tests {
     #[test]
     fn rules_and_filters_are_compiled_when_an_app_loads() {
         let schema = "tables:\n  projects:\n    rules:\n      update: \"archived == 'no'\"\n    filters:\n      bad: \"nothing >= 4\"\n      good: \"archived == false\"\n    fields:\n      id: { type: int, primary: true, auto: true }\n      archived: { type: bool }\n";
-        let problems = check(Some("p"), "name: p\n", schema).expect_err("invalid");
+        let files = |name: &str, schema: &str| Files {
+            app_yaml: format!("name: {name}\n"),
+            schema_yaml: schema.to_owned(),
+            queries: BTreeMap::new(),
+        };
+        let problems = check(Some("p"), &files("p", schema)).expect_err("invalid");
         let reasons: Vec<&str> = problems.iter().map(|p| p.reason.as_str()).collect();
         assert_eq!(reasons.len(), 2, "{reasons:?}");
         assert!(reasons[0].starts_with("rule `update`: cannot compare"), "{reasons:?}");
         assert!(reasons[1].starts_with("filter `bad`: unknown field"), "{reasons:?}");
-        let problems =
-            check(Some("q"), "name: p\n", &schema.replace("'no'", "true").replace("nothing", "id")).expect_err("name");
+        let fixed = schema.replace("'no'", "true").replace("nothing", "id");
+        let problems = check(Some("q"), &files("p", &fixed)).expect_err("name");
         assert!(problems[0].reason.contains("but the app is `q`"), "{problems:?}");
     }
 }

@@ -31,6 +31,9 @@ impl Directory for Members {
     async fn role_in(&self, _: Uuid, _: Uuid) -> Result<Option<String>, Error> {
         Ok(Some("member".into()))
     }
+    async fn is_instance_org(&self, _: Uuid) -> Result<bool, Error> {
+        Ok(true)
+    }
 }
 
 fn principal(permissions: &[&str]) -> Principal {
@@ -74,7 +77,8 @@ async fn changes_are_published_and_sealed_fields_need_their_permission() {
     let api = DataApi::open(db.clone(), dir.path().join("apps"), keys, Arc::new(Members), Some(bus)).await;
     assert!(api.apps().is_empty());
     let admin = principal(&["apps.manage"]);
-    api.install(&admin, "crm", "name: crm\n".into(), SCHEMA.into()).await.expect("install");
+    let files = super::Files { app_yaml: "name: crm\n".into(), schema_yaml: SCHEMA.into(), ..Default::default() };
+    api.install(&admin, "crm", files).await.expect("install");
     assert!(dir.path().join("apps/crm/schema.yaml").is_file(), "written back");
 
     let reader = principal(&["data.crm.people.decrypt"]);

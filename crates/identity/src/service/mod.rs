@@ -392,6 +392,11 @@ impl oppidum_core::Directory for Identity {
             .max_by_key(|(_, path, _)| path.len())
             .map(|(_, _, role)| role))
     }
+
+    async fn is_instance_org(&self, org: Uuid) -> std::result::Result<bool, oppidum_core::Error> {
+        let org = repo::get_org(&self.db, org).await.map_err(IdentityError::from)?;
+        Ok(org.is_some_and(|o| o.parent_id.is_none()))
+    }
 }
 
 #[cfg(test)]

@@ -419,3 +419,99 @@ async fn data_apps_are_managed_through_the_api(backend: Backend) {
     let apps = json(w.server.get_as("/api/apps", &w.c.access).await).await;
     assert_eq!(apps[0]["name"], "prokov");
 }
+
+const OPEN_BY_PROJECT: &str = r#"
+description: Open tasks per project of the caller
+sql: |
+  SELECT p.name AS project, COUNT(t.id) AS open
+  FROM {{projects}} p JOIN {{tasks}} t ON t.project_id = p.id
+  WHERE p.owner_id = :auth.id AND t.done = :done AND t.deleted_at IS NULL AND t.priority >= :min_priority
+  GROUP BY p.name ORDER BY p.name
+params:
+  done: { type: bool, default: false }
+  min_priority: { type: int, default: 1, min: 1, max: 5 }
+"#;
+
+const RESET_PRIORITY: &str = r#"
+sql: UPDATE {{tasks}} SET priority = :priority WHERE owner_id = :auth.id AND done = true
+params:
+  priority: { type: int, required: true, min: 1, max: 5 }
+write: true
+"#;
+
+const ORG_NOTES: &str = r#"
+sql: "SELECT COUNT(*) AS n FROM {{announcements}} WHERE org_id = :auth.org"
+roles: [admin]
+"#;
+
+both!(data_named_queries_and_app_roles);
+async fn data_named_queries_and_app_roles(backend: Backend) {
+    let w = world(backend).await;
+    let queries = json!({"open_by_project": OPEN_BY_PROJECT, "reset_priority": RESET_PRIORITY, "org_notes": ORG_NOTES});
+    let body = json!({"app_yaml": APP, "schema_yaml": PROKOV, "queries": queries});
+    let resp = w.server.send(Method::PUT, "/api/apps/prokov", Some(&w.admin.access), Some(body)).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    // An organization's admin manages its own data, not the instance's apps.
+    assert_eq!(outcome(put_app(&w.server, &w.boss.access, APP, PROKOV).await).await.1, "missing_permission");
+
+    let alpha = w.create(&w.a, "projects", json!({"name": "Alpha"})).await;
+    for (priority, done) in [(2, false), (5, false), (3, true)] {
+        let body = json!({"project_id": id(&alpha), "title": "t", "priority": priority, "done": done});
+        w.create(&w.a, "tasks", body).await;
+    }
+    let beta = w.create(&w.b, "projects", json!({"name": "Beta"})).await;
+    w.create(&w.b, "tasks", json!({"project_id": id(&beta), "title": "b's"})).await;
+    let run = |who: &Session, query: &str| {
+        let path = format!("/api/apps/prokov/queries/{query}");
+        let token = who.access.clone();
+        let server = &w.server;
+        async move { server.get_as(&path, &token).await }
+    };
+    let rows = json(run(&w.a, "open_by_project").await).await;
+    assert_eq!(rows["rows"], json!([{"project": "Alpha", "open": 2}]), "{rows}");
+    assert_eq!(rows["truncated"], false);
+    let rows = json(run(&w.a, "open_by_project?min_priority=4").await).await;
+    assert_eq!(rows["rows"][0]["open"], 1);
+    assert_eq!(json(run(&w.b, "open_by_project").await).await["rows"], json!([{"project": "Beta", "open": 1}]));
+    assert_eq!(json(run(&w.c, "open_by_project").await).await["rows"], json!([]));
+    for bad in ["min_priority=9", "min_priority=1;DROP%20TABLE%20x", "done=maybe", "colour=red"] {
+        let (status, code, body) = outcome(run(&w.a, &format!("open_by_project?{bad}")).await).await;
+        assert_eq!((status, code.as_str()), (400, "validation_failed"), "{bad}: {body}");
+    }
+    assert_eq!(outcome(run(&w.a, "nope").await).await.1, "unknown_query");
+    // Write queries take POST and change only what their SQL allows.
+    assert_eq!(outcome(run(&w.a, "reset_priority").await).await.0, 405);
+    let resp =
+        w.server.post_json("/api/apps/prokov/queries/reset_priority", Some(&w.a.access), json!({"priority": 1})).await;
+    assert_eq!(json(resp).await["changed"], 1);
+    let resp = w.server.post_json("/api/apps/prokov/queries/reset_priority", Some(&w.a.access), json!({})).await;
+    assert_eq!(outcome(resp).await.1, "validation_failed");
+    assert_eq!(w.titles(&w.a, "filter=priority%20%3D%3D%201").await.len(), 1);
+    // Queries for a role.
+    assert_eq!(outcome(run(&w.a, "org_notes").await).await.1, "query_forbidden");
+    w.create(&w.boss, "announcements", json!({"body": "Hello"})).await;
+    assert_eq!(json(run(&w.boss, "org_notes").await).await["rows"], json!([{"n": 1}]));
+    // A broken query is refused with the rest of the app's problems.
+    let body = json!({"app_yaml": APP, "schema_yaml": PROKOV, "queries": {"bad": "sql: DELETE FROM {{tasks}}\n"}});
+    let (status, code, body) =
+        outcome(w.server.send(Method::PUT, "/api/apps/prokov", Some(&w.admin.access), Some(body)).await).await;
+    assert_eq!((status, code.as_str()), (422, "invalid_schema"), "{body}");
+    // Replacing the app without `queries` keeps them.
+    assert_eq!(put_app(&w.server, &w.admin.access, APP, PROKOV).await.status(), 200);
+    let files = json(w.server.get_as("/api/apps/prokov", &w.admin.access).await).await;
+    assert_eq!(files["queries"].as_object().map(|q| q.len()), Some(3), "{files}");
+
+    // An app for some roles only.
+    let hr = json!({"app_yaml": "name: hr\nroles: [admin]\n",
+        "schema_yaml": "tables:\n  reviews:\n    scope: org\n    fields:\n      id: { type: int, primary: true, auto: true }\n      text: { type: text }\n"});
+    let resp = w.server.send(Method::PUT, "/api/apps/hr", Some(&w.admin.access), Some(hr)).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(outcome(w.server.get_as("/api/apps/hr/reviews", &w.a.access).await).await.1, "app_forbidden");
+    assert_eq!(w.server.get_as("/api/apps/hr/reviews", &w.boss.access).await.status(), 200);
+    let names = |apps: Value| apps.as_array().map(|a| a.iter().map(|x| x["name"].clone()).collect::<Vec<_>>());
+    assert_eq!(names(json(w.server.get_as("/api/apps", &w.a.access).await).await), Some(vec![json!("prokov")]));
+    assert_eq!(
+        names(json(w.server.get_as("/api/apps", &w.boss.access).await).await),
+        Some(vec![json!("hr"), json!("prokov")])
+    );
+}
