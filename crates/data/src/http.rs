@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<DataApi> {
         .routes(routes!(app, install))
         .routes(routes!(reload))
         .routes(routes!(schema))
+        .routes(routes!(app_openapi))
         .routes(routes!(table_schema))
         .routes(routes!(batch))
         .routes(routes!(run_query, run_write_query))
@@ -125,6 +126,19 @@ pub async fn schema(
 ) -> Result<AxumJson<Json_>> {
     let loaded = api.usable(&principal, &name).await?;
     Ok(AxumJson(dictionary::app(&loaded)))
+}
+
+/// The app's own OpenAPI document, generated from its running schema: every table's routes and
+/// shapes, and its named queries.
+#[utoipa::path(get, path = "/api/apps/{app}/openapi.json", tag = "apps", params(("app" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn app_openapi(
+    State(api): State<DataApi>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<AxumJson<Json_>> {
+    let loaded = api.usable(&principal, &name).await?;
+    Ok(AxumJson(crate::openapi::document(&loaded)))
 }
 
 /// One table's entry of the data dictionary.

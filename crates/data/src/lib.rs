@@ -8,6 +8,7 @@ pub mod dictionary;
 pub mod expr;
 pub mod http;
 pub mod introspect;
+pub mod openapi;
 pub mod queries;
 pub mod schema;
 pub mod service;

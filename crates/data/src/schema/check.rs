@@ -127,6 +127,9 @@ fn check_table(schema: &SchemaFile, name: &str, table: &Table, report: &mut Repo
     if !valid_identifier(name) {
         report.add(SCHEMA, t, None, "table names are lowercase letters, digits and `_`, at most 48");
     }
+    if ["batch", "queries"].contains(&name) {
+        report.add(SCHEMA, t, None, format!("`{name}` is taken by the app's own routes"));
+    }
     if table.fields.is_empty() || table.fields.len() > MAX_FIELDS {
         report.add(SCHEMA, t, None, format!("a table has 1 to {MAX_FIELDS} fields"));
     }

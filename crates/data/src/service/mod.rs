@@ -89,6 +89,42 @@ pub struct BatchOperation {
     pub if_match: Option<String>,
 }
 
+/// The event telling every node that an app's files changed.
+const APPS_CHANGED: &str = "data.apps.changed";
+
+/// Reloads from disk the apps other nodes changed.
+async fn follow_other_nodes(
+    api: DataApi,
+    mut events: tokio::sync::broadcast::Receiver<Arc<oppidum_store::Event>>,
+    node: uuid::Uuid,
+) {
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if event.topic != APPS_CHANGED || event.origin == node {
+            continue;
+        }
+        let Some(name) = event.payload["app"].as_str() else { continue };
+        let path = api.0.dir.join(name);
+        if !crate::schema::valid_identifier(name) || !path.join("app.yaml").is_file() {
+            continue;
+        }
+        let _one = api.0.changing.lock().await;
+        match api.load_from_disk(name, &path).await {
+            Ok(loaded) => {
+                api.insert(loaded);
+                tracing::info!(app = name, "app reloaded: another node changed it");
+            }
+            Err(err) => {
+                tracing::error!(app = name, error = %err, "app changed by another node does not load; the running version stays")
+            }
+        }
+    }
+}
+
 /// Most operations in one batch.
 pub const MAX_BATCH: usize = 100;
 
@@ -119,6 +155,9 @@ impl DataApi {
             apps: RwLock::new(BTreeMap::new()),
             changing: tokio::sync::Mutex::new(()),
         }));
+        if let Some(bus) = &api.0.bus {
+            tokio::spawn(follow_other_nodes(api.clone(), bus.subscribe(), bus.node()));
+        }
         for (name, path) in registry::app_dirs(&api.0.dir) {
             match api.load_from_disk(&name, &path).await {
                 Ok(loaded) => {
@@ -173,7 +212,9 @@ impl DataApi {
         registry::write_files(&self.0.dir.join(name), &loaded.files)
             .map_err(|e| Error::internal(format!("writing the app's files: {e}")))?;
         tracing::info!(app = name, by = %principal.user_id, "app installed");
-        Ok(self.insert(loaded))
+        let loaded = self.insert(loaded);
+        self.announce(name).await;
+        Ok(loaded)
     }
 
     /// Reads an app's files again (after an edit on disk); the running version stays on error.
@@ -185,7 +226,18 @@ impl DataApi {
             return Err(Error::new(ErrorKind::NotFound, "unknown_app", format!("There is no app `{name}` on disk.")));
         }
         let loaded = self.load_from_disk(name, &path).await?;
-        Ok(self.insert(loaded))
+        let loaded = self.insert(loaded);
+        self.announce(name).await;
+        Ok(loaded)
+    }
+
+    /// Tells the other nodes (sharing the apps directory) that an app changed.
+    async fn announce(&self, name: &str) {
+        if let Some(bus) = &self.0.bus
+            && let Err(err) = bus.publish(APPS_CHANGED, json!({ "app": name })).await
+        {
+            tracing::warn!(app = name, error = %err, "announcing an app change failed");
+        }
     }
 
     /// 403 unless the caller manages apps: apps serve the whole instance, so `apps.manage` counts

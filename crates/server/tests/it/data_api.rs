@@ -149,6 +149,17 @@ async fn data_rows_belong_to_their_owner_and_are_validated(backend: Backend) {
     }
     assert_eq!(w.titles(&w.a, "").await, ["Write"]);
 
+    // Read rules hide rows from lists and from direct reads.
+    let hidden = w.create(&w.a, "statuses", json!({"name": "Archive", "position": 150})).await;
+    w.create(&w.a, "statuses", json!({"name": "Todo", "position": 1})).await;
+    let names: Vec<Value> = w.items(&w.a, "statuses", "").await.iter().map(|s| s["name"].clone()).collect();
+    assert_eq!(names, ["Todo"]);
+    assert_eq!(w.send(&w.a, Method::GET, &format!("statuses/{}", id(&hidden)), None).await.status(), 404);
+    assert_eq!(
+        w.send(&w.a, Method::PATCH, &format!("statuses/{}", id(&hidden)), Some(json!({"position": 2}))).await.status(),
+        404
+    );
+
     // Every invalid field is listed.
     let bad = json!({"project_id": "not-a-uuid", "title": "", "priority": 9, "done": "yes", "due": "24/12/2026",
         "colour": "red", "owner_id": w.b.user_id});
@@ -418,6 +429,14 @@ async fn data_apps_are_managed_through_the_api(backend: Backend) {
     assert_eq!(one["referenced_by"], json!([{"table": "tasks", "field": "project_id"}]));
     let apps = json(w.server.get_as("/api/apps", &w.c.access).await).await;
     assert_eq!(apps[0]["name"], "prokov");
+    // The app's own OpenAPI document follows its running schema.
+    let doc = json(w.server.get_as("/api/apps/prokov/openapi.json", &w.a.access).await).await;
+    assert!(doc["paths"]["/api/apps/prokov/notes_board/{id}"]["patch"].is_object(), "{}", doc["paths"]);
+    assert!(doc["paths"]["/api/apps/prokov/tasks/{id}/restore"]["post"].is_object());
+    assert_eq!(doc["components"]["schemas"]["tasks_input"]["required"], json!(["project_id", "title"]));
+    assert_eq!(doc["components"]["schemas"]["projects"]["properties"]["colour"]["maxLength"], 20);
+    let parsed: Result<utoipa::openapi::OpenApi, _> = serde_json::from_value(doc);
+    assert!(parsed.as_ref().err().is_none(), "not an OpenAPI document: {:?}", parsed.err());
 }
 
 const OPEN_BY_PROJECT: &str = r#"
