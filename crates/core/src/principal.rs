@@ -30,6 +30,9 @@ pub struct Principal {
     pub org_id: Uuid,
     /// Effective permissions in `org_id` (granted there or on an ancestor).
     pub permissions: BTreeSet<String>,
+    /// The role held in `org_id` (its own membership or the nearest ancestor's); `None` for API
+    /// keys and for users who hold none there.
+    pub role: Option<String>,
     /// Instance administrators may do everything everywhere.
     pub instance_admin: bool,
     pub credential: Credential,
@@ -106,11 +109,6 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
 
     /// Checks a secret against what [`Directory::hash_password`] stored, in constant time.
     async fn verify_password(&self, password: &str, stored: &str) -> Result<bool, Error>;
-
-    /// The role `user` holds in `org` (from its membership there or in the nearest ancestor).
-    async fn role_in(&self, _user: Uuid, _org: Uuid) -> Result<Option<String>, Error> {
-        Ok(None)
-    }
 
     /// Whether `org` is the instance's root organization (instance-wide permissions hold there).
     async fn is_instance_org(&self, _org: Uuid) -> Result<bool, Error> {

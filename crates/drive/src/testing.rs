@@ -35,6 +35,7 @@ pub fn principal(user: Uuid) -> Principal {
         user_id: user,
         org_id: Uuid::nil(),
         permissions: BTreeSet::new(),
+        role: None,
         instance_admin: false,
         credential: Credential::AppPassword { id: Uuid::nil(), scopes: vec!["dav".into()] },
         impersonator: None,

@@ -260,14 +260,10 @@ impl DataApi {
     async fn context(&self, principal: &Principal, name: &str) -> Result<(Arc<Loaded>, Auth), Error> {
         let unknown = || Error::new(ErrorKind::NotFound, "unknown_app", format!("There is no app `{name}`."));
         let loaded = self.app(name).ok_or_else(unknown)?;
-        let role = match principal.credential {
-            oppidum_core::principal::Credential::ApiKey { .. } => String::new(),
-            _ => self
-                .0
-                .directory
-                .role_in(principal.user_id, principal.org_id)
-                .await?
-                .unwrap_or_else(|| if principal.instance_admin { "admin".into() } else { String::new() }),
+        let role = match (&principal.role, principal.instance_admin) {
+            (Some(role), _) => role.clone(),
+            (None, true) => "admin".into(),
+            (None, false) => String::new(),
         };
         let roles = &loaded.app.app.roles;
         if !roles.is_empty() && !roles.contains(&role) && !principal.instance_admin {

@@ -28,9 +28,6 @@ impl Directory for Members {
     async fn verify_password(&self, _: &str, _: &str) -> Result<bool, Error> {
         Ok(false)
     }
-    async fn role_in(&self, _: Uuid, _: Uuid) -> Result<Option<String>, Error> {
-        Ok(Some("member".into()))
-    }
     async fn is_instance_org(&self, _: Uuid) -> Result<bool, Error> {
         Ok(true)
     }
@@ -41,6 +38,7 @@ fn principal(permissions: &[&str]) -> Principal {
         user_id: Uuid::now_v7(),
         org_id: Uuid::now_v7(),
         permissions: permissions.iter().map(|p| (*p).to_owned()).collect::<BTreeSet<_>>(),
+        role: Some("member".into()),
         instance_admin: false,
         credential: Credential::Session { session_id: Uuid::now_v7() },
         impersonator: None,

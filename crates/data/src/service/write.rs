@@ -221,12 +221,14 @@ pub(crate) async fn create(
         cols.push(quote(managed));
         placeholders.push(sql.param(ctx.now));
     }
+    // The row comes back as stored: one statement, no reading it again.
+    let out = columns(&ctx.loaded.app.schema, table);
     let text = format!(
         "INSERT INTO {} ({}) VALUES ({}) RETURNING {}",
         ctx.sql_table(name),
         cols.join(", "),
         placeholders.join(", "),
-        quote(pk)
+        select_list(&out)
     );
     let inserted: JsonRow = sql.run_in(tx, text).fetch_one().await.or_store()?;
     let id_json = inserted.get(pk).cloned().unwrap_or(Json::Null);
@@ -236,7 +238,7 @@ pub(crate) async fn create(
         return Err(denied("create"));
     }
     changes.push(Change { table: name.to_owned(), action: "created", id: id_json, purged: false });
-    read_back(ctx, tx, name, table, &id).await
+    Ok(rows_out(ctx, name, table, &out, vec![inserted]).remove(0))
 }
 
 /// Updates the fields given of a row.
@@ -271,21 +273,23 @@ pub(crate) async fn update(
     sets.push("\"row_version\" = \"row_version\" + 1".into());
     let p_id = sql.param(id.clone());
     let p_version = sql.param(version);
+    let out = columns(&ctx.loaded.app.schema, table);
     let text = format!(
-        "UPDATE {} SET {} WHERE {} = {p_id} AND \"row_version\" = {p_version}",
+        "UPDATE {} SET {} WHERE {} = {p_id} AND \"row_version\" = {p_version} RETURNING {}",
         ctx.sql_table(name),
         sets.join(", "),
-        quote(primary(table).0)
+        quote(primary(table).0),
+        select_list(&out)
     );
-    if sql.run_in(tx, text).execute().await.or_store()? == 0 {
+    let Some(updated) = sql.run_in(tx, text).fetch_optional::<JsonRow>().await.or_store()? else {
         return Err(err(
             ErrorKind::PreconditionFailed,
             "etag_mismatch",
             "The row changed while it was being updated; read it again.",
         ));
-    }
+    };
     changes.push(Change { table: name.to_owned(), action: "updated", id: id_json(&id), purged: false });
-    read_back(ctx, tx, name, table, &id).await
+    Ok(rows_out(ctx, name, table, &out, vec![updated]).remove(0))
 }
 
 /// Deletes a row: soft (cascading) when the table keeps deleted rows, else for good.

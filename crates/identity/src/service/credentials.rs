@@ -223,6 +223,7 @@ impl Identity {
             user_id: key.created_by,
             org_id: key.org_id,
             permissions: key.permissions.0.iter().cloned().collect(),
+            role: None,
             instance_admin: false,
             credential: Credential::ApiKey { key_id: id },
             impersonator: None,
@@ -237,7 +238,11 @@ impl Identity {
         let org = repo::get_org(&self.db, key.org_id).await?.ok_or(IdentityError::NotFound("organization"))?;
         Ok(Access {
             instance_admin: false,
-            grants: vec![Grant { path: org.path, permissions: key.permissions.0.into_iter().collect() }],
+            grants: vec![Grant {
+                path: org.path,
+                role: String::new(),
+                permissions: key.permissions.0.into_iter().collect(),
+            }],
         })
     }
 
@@ -371,6 +376,7 @@ impl Identity {
             user_id: user.id,
             org_id: home.id,
             permissions: access.permissions_on(&home),
+            role: access.role_on(&home),
             instance_admin: user.instance_admin,
             credential: Credential::AppPassword { id: app_password.id, scopes: app_password.scopes.0 },
             impersonator: None,
@@ -439,6 +445,7 @@ mod basic_auth_tests {
             user_id: user.id,
             org_id: root.id,
             permissions: BTreeSet::new(),
+            role: None,
             instance_admin: false,
             credential: Credential::Session { session_id: Uuid::now_v7() },
             impersonator: None,

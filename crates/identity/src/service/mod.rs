@@ -88,6 +88,8 @@ pub struct Access {
 #[derive(Debug, Clone)]
 struct Grant {
     path: String,
+    /// The role of the membership this grant comes from.
+    role: String,
     permissions: BTreeSet<String>,
 }
 
@@ -107,6 +109,16 @@ impl Access {
             .filter(|g| org.path.starts_with(&g.path))
             .flat_map(|g| g.permissions.iter().cloned())
             .collect()
+    }
+
+    /// The role held on `org`: the membership there, or the nearest ancestor's.
+    pub fn role_on(&self, org: &Org) -> Option<String> {
+        self.grants
+            .iter()
+            .filter(|g| org.path.starts_with(&g.path))
+            .max_by_key(|g| g.path.len())
+            .map(|g| g.role.clone())
+            .filter(|role| !role.is_empty())
     }
 
     /// Roots of the subtrees where the user holds `permission` (all of them for `None`).
@@ -225,7 +237,7 @@ impl Identity {
                         .map(|r| r.permissions.0.iter().cloned().collect())
                         .unwrap_or_default()
                 });
-                Grant { path, permissions }
+                Grant { path, role, permissions }
             })
             .collect();
         Ok(Access { instance_admin, grants })
@@ -321,6 +333,7 @@ impl Identity {
             user_id: claims.sub,
             org_id: org.id,
             permissions: access.permissions_on(&org),
+            role: access.role_on(&org),
             instance_admin: state.instance_admin,
             credential: Credential::Session { session_id: claims.sid },
             impersonator: state.impersonator_id,
@@ -383,16 +396,6 @@ impl oppidum_core::Directory for Identity {
         Ok(verified != crate::password::Verified::No)
     }
 
-    async fn role_in(&self, user: Uuid, org: Uuid) -> std::result::Result<Option<String>, oppidum_core::Error> {
-        let Some(org) = repo::get_org(&self.db, org).await.map_err(IdentityError::from)? else { return Ok(None) };
-        let memberships = repo::memberships_of(&self.db, user).await.map_err(IdentityError::from)?;
-        Ok(memberships
-            .into_iter()
-            .filter(|(_, path, _)| org.path.starts_with(path.as_str()))
-            .max_by_key(|(_, path, _)| path.len())
-            .map(|(_, _, role)| role))
-    }
-
     async fn is_instance_org(&self, org: Uuid) -> std::result::Result<bool, oppidum_core::Error> {
         let org = repo::get_org(&self.db, org).await.map_err(IdentityError::from)?;
         Ok(org.is_some_and(|o| o.parent_id.is_none()))
@@ -428,6 +431,7 @@ mod tests {
             instance_admin: false,
             grants: vec![Grant {
                 path: "/r/reseller/".into(),
+                role: "admin".into(),
                 permissions: permissions::builtin("admin").unwrap_or_default(),
             }],
         };
