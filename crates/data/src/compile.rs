@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::ddl::owner_field;
 use crate::expr::{CmpOp, Expr, Literal, Operand};
-use crate::schema::{FieldType, SchemaFile, Table};
+use crate::schema::{FieldType, SchemaFile, Scope, Table};
 use crate::values::Typed;
 
 /// The caller, as expressions see it (`auth.id`, `auth.role`, `auth.org`).
@@ -79,11 +79,14 @@ impl Compiler<'_> {
                 return Err(format!("`{name}` is stored encrypted or hashed and cannot be compared"));
             }
             field_kind(self.schema, field.kind, field.foreign.as_deref())
-        } else if name == "owner" || name == owner_field(self.table) {
+        } else if self.table.scope == Scope::Owner && (name == "owner" || name == owner_field(self.table)) {
             return Ok((format!("\"{}\"", owner_field(self.table)), Kind::Uuid));
+        } else if self.table.scope == Scope::Org && name == "org_id" {
+            Kind::Uuid
         } else {
             match name {
-                "created_at" | "updated_at" | "deleted_at" => Kind::Time,
+                "created_at" | "updated_at" => Kind::Time,
+                "deleted_at" if self.table.soft_delete => Kind::Time,
                 "row_version" => Kind::Number,
                 _ => return Err(format!("unknown field `{name}`")),
             }

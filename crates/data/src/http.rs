@@ -80,7 +80,14 @@ pub async fn app(
 ) -> Result<AxumJson<Files>> {
     api.require_manage(&principal).await?;
     let loaded = api.app(&name).ok_or_else(|| Error::not_found(format!("There is no app `{name}`.")))?;
-    Ok(AxumJson(loaded.files.clone()))
+    let mut files = loaded.files.clone();
+    // A database URL may hold a password: instance administrators only see it.
+    let database = &loaded.app.app.database;
+    if !principal.instance_admin && database != "main" {
+        let redacted = oppidum_core::config::DatabaseUrl::new(database.clone()).redacted();
+        files.app_yaml = files.app_yaml.replace(database.as_str(), &redacted);
+    }
+    Ok(AxumJson(files))
 }
 
 /// Installs or replaces an app (`apps.manage`): checked completely, applied to its database with
@@ -95,12 +102,7 @@ pub async fn install(
     Path(name): Path<String>,
     Json(files): Json<AppFiles>,
 ) -> Result<AxumJson<AppSummary>> {
-    let queries = match files.queries {
-        Some(queries) => queries,
-        None => api.app(&name).map(|loaded| loaded.files.queries.clone()).unwrap_or_default(),
-    };
-    let files = Files { app_yaml: files.app_yaml, schema_yaml: files.schema_yaml, queries };
-    let loaded = api.install(&principal, &name, files).await?;
+    let loaded = api.install(&principal, &name, files.app_yaml, files.schema_yaml, files.queries).await?;
     Ok(AxumJson(crate::service::summary(&loaded)))
 }
 

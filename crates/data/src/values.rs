@@ -92,6 +92,20 @@ fn target_kind<'a>(schema: &'a SchemaFile, field: &'a Field) -> Option<&'a Field
 }
 
 pub(crate) fn typed(schema: &SchemaFile, field: &Field, value: &Value) -> Result<Typed, String> {
+    if field.kind == FieldType::Enum
+        && let Value::String(s) = value
+        && !field.values.contains(s)
+    {
+        return Err(format!("one of {}", field.values.join(", ")));
+    }
+    let out = convert(schema, field, value)?;
+    bounds(field, &out)?;
+    Ok(out)
+}
+
+/// A value as its field's type, without the field's constraints: for values already stored
+/// (keys of cursors, related rows), which stay valid when a schema tightens a constraint.
+pub(crate) fn convert(schema: &SchemaFile, field: &Field, value: &Value) -> Result<Typed, String> {
     if value.is_null() {
         return Ok(Typed::Null);
     }
@@ -100,12 +114,11 @@ pub(crate) fn typed(schema: &SchemaFile, field: &Field, value: &Value) -> Result
         FieldType::File => FieldType::Uuid,
         other => other,
     };
-    let out = match (kind, value) {
+    Ok(match (kind, value) {
         (FieldType::Int, Value::Number(n)) => Typed::Int(n.as_i64().ok_or("a whole number")?),
         (FieldType::Float | FieldType::Decimal, Value::Number(n)) => Typed::Float(n.as_f64().ok_or("a number")?),
         (FieldType::Bool, Value::Bool(b)) => Typed::Bool(*b),
-        (FieldType::String | FieldType::Text, Value::String(s)) => Typed::Text(s.clone()),
-        (FieldType::Enum, Value::String(s)) if field.values.contains(s) => Typed::Text(s.clone()),
+        (FieldType::String | FieldType::Text | FieldType::Enum, Value::String(s)) => Typed::Text(s.clone()),
         (FieldType::Enum, _) => return Err(format!("one of {}", field.values.join(", "))),
         (FieldType::Date, Value::String(s)) => {
             Typed::Date(NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| "a date like 2026-11-22")?)
@@ -116,9 +129,7 @@ pub(crate) fn typed(schema: &SchemaFile, field: &Field, value: &Value) -> Result
         (FieldType::Uuid, Value::String(s)) => Typed::Uuid(Uuid::parse_str(s).map_err(|_| "a UUID")?),
         (FieldType::Json, other) => Typed::Json(other.clone()),
         (kind, _) => return Err(format!("a {} value", format!("{kind:?}").to_lowercase())),
-    };
-    bounds(field, &out)?;
-    Ok(out)
+    })
 }
 
 fn bounds(field: &Field, value: &Typed) -> Result<(), String> {

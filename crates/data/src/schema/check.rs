@@ -127,7 +127,7 @@ fn check_table(schema: &SchemaFile, name: &str, table: &Table, report: &mut Repo
     if !valid_identifier(name) {
         report.add(SCHEMA, t, None, "table names are lowercase letters, digits and `_`, at most 48");
     }
-    if ["batch", "queries"].contains(&name) {
+    if ["batch", "queries", "reload"].contains(&name) {
         report.add(SCHEMA, t, None, format!("`{name}` is taken by the app's own routes"));
     }
     if table.fields.is_empty() || table.fields.len() > MAX_FIELDS {
@@ -212,11 +212,16 @@ fn check_table(schema: &SchemaFile, name: &str, table: &Table, report: &mut Repo
             problem(format!("the `default` {default} is not a valid {kind:?} value").to_lowercase());
         }
     }
-    if table.scope == Scope::Owner
-        && let Some(owner) = &table.owner_field
-        && table.fields.get(owner).is_some_and(|f| f.kind != FieldType::Uuid)
-    {
-        report.add(SCHEMA, t, Some(owner), "the owner field holds user ids: type `uuid`");
+    if let Some(owner) = &table.owner_field {
+        if !valid_identifier(owner) || RESERVED.contains(&owner.as_str()) {
+            report.add(SCHEMA, t, None, format!("`owner_field` `{owner}` is not a valid field name"));
+        }
+        if table.scope != Scope::Owner {
+            report.add(SCHEMA, t, None, "`owner_field` needs `scope: owner`");
+        }
+        if table.fields.get(owner).is_some_and(|f| f.kind != FieldType::Uuid) {
+            report.add(SCHEMA, t, Some(owner), "the owner field holds user ids: type `uuid`");
+        }
     }
     if table.cascade && !table.soft_delete {
         report.add(SCHEMA, t, None, "`cascade` needs `soft_delete: true`");
@@ -240,14 +245,19 @@ fn check_table(schema: &SchemaFile, name: &str, table: &Table, report: &mut Repo
             let first = words.next().unwrap_or_default();
             // `-field` is `field DESC`, as in a list request's `sort`.
             let (field, default_dir) = first.strip_prefix('-').map_or((first, "ASC"), |f| (f, "DESC"));
-            let dir = words.next().unwrap_or(default_dir);
-            let known = table.fields.contains_key(field) || RESERVED.contains(&field);
-            if !known || !matches!(dir.to_ascii_uppercase().as_str(), "ASC" | "DESC") || words.next().is_some() {
+            let given = words.next();
+            let dir = given.unwrap_or(default_dir);
+            let both = first.starts_with('-') && given.is_some();
+            if !table.sortable(field)
+                || both
+                || !matches!(dir.to_ascii_uppercase().as_str(), "ASC" | "DESC")
+                || words.next().is_some()
+            {
                 report.add(
                     SCHEMA,
                     t,
                     None,
-                    format!("`order` part `{}` is not `field ASC|DESC` or `-field`", part.trim()),
+                    format!("`order` part `{}` is not `field ASC|DESC` or `-field` of a sortable field", part.trim()),
                 );
             }
         }
@@ -271,18 +281,22 @@ fn check_foreign(schema: &SchemaFile, target: &str) -> Option<String> {
     let Some((table, field)) = target.split_once('.') else {
         return Some(format!("`foreign: {target}` is not `table.field`"));
     };
-    match schema.tables.get(table).map(|t| t.fields.get(field)) {
-        None => Some(format!("`foreign: {target}`: no table `{table}`")),
-        Some(None) => Some(format!("`foreign: {target}`: table `{table}` has no field `{field}`")),
-        Some(Some(f)) if !(f.primary || f.unique) => {
+    let Some(target_table) = schema.tables.get(table) else {
+        return Some(format!("`foreign: {target}`: no table `{table}`"));
+    };
+    match target_table.fields.get(field) {
+        None => Some(format!("`foreign: {target}`: table `{table}` has no field `{field}`")),
+        Some(f) if !(f.primary || f.unique) => {
             Some(format!("`foreign: {target}` must point to a primary or unique field"))
         }
-        Some(Some(_)) => None,
+        // Uniques of scoped tables hold per owner or organization: not a key to point to.
+        Some(f) if !f.primary && target_table.scope != Scope::Public => {
+            Some(format!("`foreign: {target}` must point to the primary key of `{table}` (a scoped table)"))
+        }
+        Some(_) => None,
     }
 }
 
-/// Names an expression may use: the table's fields (also as `row.x`), the server's columns,
-/// and the caller: `auth.id`, `auth.role`, `auth.org`.
 /// Parses and compiles an expression (as a caller would run it) so a schema never holds a rule
 /// or filter that fails at request time: unknown names, type mismatches, encrypted fields.
 fn check_expression(schema: &SchemaFile, table: &Table, what: &str, text: &str, t: Option<&str>, report: &mut Report) {
@@ -372,7 +386,7 @@ tables:
     order: "nope DESC"
     searchable: [missing]
     rules:
-      update: owner == auth.secret
+      update: title == auth.secret
       frobnicate: "true"
     filters:
       broken: "status =="

@@ -168,6 +168,20 @@ pub struct Field {
     pub hash: bool,
 }
 
+impl Table {
+    /// Whether lists can sort (and page) on `column`: plain declared fields (not JSON, encrypted
+    /// or hashed ones) and the managed times and version.
+    pub fn sortable(&self, column: &str) -> bool {
+        match self.fields.get(column) {
+            Some(f) => !(f.encrypt || f.hash || f.kind == FieldType::Json),
+            None => {
+                matches!(column, "created_at" | "updated_at" | "row_version")
+                    || (column == "deleted_at" && self.soft_delete)
+            }
+        }
+    }
+}
+
 /// Collections left out of written YAML when empty.
 trait IsEmpty {
     fn is_empty(&self) -> bool;

@@ -200,14 +200,38 @@ impl DataApi {
 
     /// Installs or replaces an app from the text of its files: checked completely, applied to
     /// its database (additive changes), written to disk, then served. Nothing changes on error.
+    ///
+    /// `queries: None` keeps the app's current named queries. Named queries are SQL over the
+    /// whole database, and a database URL reaches another one: changing either takes an instance
+    /// administrator (`412`-free, plain `403 missing_permission` otherwise).
     pub async fn install(
         &self,
         principal: &Principal,
         name: &str,
-        files: registry::Files,
+        app_yaml: String,
+        schema_yaml: String,
+        queries: Option<BTreeMap<String, String>>,
     ) -> Result<Arc<Loaded>, Error> {
         self.require_manage(principal).await?;
         let _one = self.0.changing.lock().await;
+        let current = self.app(name);
+        let current_queries = current.as_ref().map(|c| c.files.queries.clone()).unwrap_or_default();
+        let queries = queries.unwrap_or_else(|| current_queries.clone());
+        let files = registry::Files { app_yaml, schema_yaml, queries };
+        if !principal.instance_admin {
+            let database = |yaml: &str| {
+                serde_norway::from_str::<crate::schema::AppFile>(yaml).map(|a| a.database).unwrap_or_default()
+            };
+            let new_database = database(&files.app_yaml);
+            let old_database = current.as_ref().map_or_else(|| "main".to_owned(), |c| c.app.app.database.clone());
+            if files.queries != current_queries || (new_database != "main" && new_database != old_database) {
+                return Err(Error::new(
+                    ErrorKind::Forbidden,
+                    "missing_permission",
+                    "Named queries and databases other than `main` reach beyond the app: an instance administrator sets them.",
+                ));
+            }
+        }
         let loaded = registry::prepare(&self.0.main, &self.0.keys, name, files).await?;
         registry::write_files(&self.0.dir.join(name), &loaded.files)
             .map_err(|e| Error::internal(format!("writing the app's files: {e}")))?;

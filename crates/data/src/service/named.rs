@@ -141,7 +141,16 @@ pub(crate) async fn run(ctx: &Ctx<'_>, name: &str, given: Given, write: bool) ->
     let app = ctx.app_name();
     if write {
         let mut tx = db.begin().await.or_store()?;
-        let returning = query.sql.to_ascii_lowercase().contains("returning");
+        if db.backend() == Backend::Postgres {
+            tx.query_dynamic(format!("SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
+                .execute()
+                .await
+                .or_store()?;
+        }
+        let returning = query
+            .sql
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|w| w.eq_ignore_ascii_case("returning"));
         let result = if returning {
             let rows: Vec<JsonRow> =
                 sql.run_in(&mut tx, query.sql.clone()).fetch_all().await.map_err(|e| failed(app, name, &e))?;
@@ -154,7 +163,8 @@ pub(crate) async fn run(ctx: &Ctx<'_>, name: &str, given: Given, write: bool) ->
         return Ok((result, true));
     }
     // Wrapped: capped in rows, and a plain SELECT (SQLite runs it on a read-only connection).
-    let text = format!("SELECT * FROM ({}) AS q LIMIT {}", query.sql, MAX_ROWS + 1);
+    // The newline ends a trailing `--` comment of the query's own.
+    let text = format!("SELECT * FROM ({}\n) AS q LIMIT {}", query.sql, MAX_ROWS + 1);
     let mut rows: Vec<JsonRow> = match db.backend() {
         Backend::Sqlite => sql.run(db, text).fetch_all().await.map_err(|e| failed(app, name, &e))?,
         Backend::Postgres => {

@@ -105,17 +105,6 @@ pub(crate) async fn get(
 /// A sort key: column, descending.
 type Key = (String, bool);
 
-/// Columns a list can sort or page on: plain declared fields and the managed times and version.
-fn sortable(table: &Table, column: &str) -> bool {
-    match table.fields.get(column) {
-        Some(f) => !(f.encrypt || f.hash || f.kind == FieldType::Json),
-        None => {
-            matches!(column, "created_at" | "updated_at" | "row_version")
-                || (column == "deleted_at" && table.soft_delete)
-        }
-    }
-}
-
 fn sort_keys(table: &Table, sort: Option<&str>) -> Result<Vec<Key>, Error> {
     let mut keys = Vec::new();
     let text = sort.or(table.order.as_deref()).unwrap_or("");
@@ -131,7 +120,7 @@ fn sort_keys(table: &Table, sort: Option<&str>) -> Result<Vec<Key>, Error> {
         } else {
             (part, false)
         };
-        if !sortable(table, column) {
+        if !table.sortable(column) {
             return Err(invalid("invalid_sort", format!("Cannot sort on `{column}`.")));
         }
         if !keys.iter().any(|(c, _): &Key| c == column) {
@@ -338,7 +327,7 @@ async fn include_related(
             let visible = ctx.visible(&mut sql, target_table, Operation::Get, Deleted::Hide)?;
             let mut placeholders = Vec::new();
             for id in &ids {
-                let typed = values::typed(schema, field, id).map_err(Error::internal)?;
+                let typed = values::convert(schema, field, id).map_err(Error::internal)?;
                 placeholders.push(sql.param(super::sql::bindable(schema, field, typed)));
             }
             let cols = columns(schema, target_table);

@@ -236,31 +236,33 @@ pub(crate) async fn prepare(main: &Db, keys: &Keys, name: &str, files: Files) ->
     })
 }
 
-/// Writes an app's files, each replaced whole (written aside, then renamed); query files no
-/// longer in the app are removed.
+/// Writes an app's files: a complete new directory is written aside, then swapped in, so a
+/// reader (or a crash) sees the old version or the new one, never a mix.
 pub(crate) fn write_files(dir: &Path, files: &Files) -> std::io::Result<()> {
-    let queries = dir.join("queries");
-    std::fs::create_dir_all(&queries)?;
-    let mut texts: Vec<(PathBuf, &str)> =
-        vec![(dir.join("app.yaml"), &files.app_yaml), (dir.join("schema.yaml"), &files.schema_yaml)];
-    for (name, text) in &files.queries {
-        texts.push((queries.join(format!("{name}.yaml")), text));
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("app");
+    std::fs::create_dir_all(parent)?;
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let staged = parent.join(format!(".{name}.new-{tag}"));
+    std::fs::create_dir_all(staged.join("queries"))?;
+    std::fs::write(staged.join("app.yaml"), &files.app_yaml)?;
+    std::fs::write(staged.join("schema.yaml"), &files.schema_yaml)?;
+    for (query, text) in &files.queries {
+        std::fs::write(staged.join("queries").join(format!("{query}.yaml")), text)?;
     }
-    for (path, text) in texts {
-        let aside = path.with_extension("yaml.new");
-        std::fs::write(&aside, text)?;
-        std::fs::rename(&aside, &path)?;
+    let old = parent.join(format!(".{name}.old-{tag}"));
+    let had = dir.exists();
+    if had {
+        std::fs::rename(dir, &old)?;
     }
-    for entry in std::fs::read_dir(&queries)?.filter_map(Result::ok) {
-        let path = entry.path();
-        let stale = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".yaml"))
-            .is_some_and(|name| !files.queries.contains_key(name));
-        if stale {
-            std::fs::remove_file(path)?;
+    if let Err(err) = std::fs::rename(&staged, dir) {
+        if had {
+            let _ = std::fs::rename(&old, dir);
         }
+        return Err(err);
+    }
+    if had {
+        std::fs::remove_dir_all(&old)?;
     }
     Ok(())
 }
@@ -272,6 +274,8 @@ pub fn app_dirs(root: &Path) -> Vec<(String, PathBuf)> {
         .filter_map(Result::ok)
         .filter(|e| e.path().join("app.yaml").is_file())
         .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        // `.<app>.new-…` and `.<app>.old-…`: versions being swapped in or out.
+        .filter(|(name, _)| !name.starts_with('.'))
         .collect();
     out.sort();
     out

@@ -152,7 +152,7 @@ pub(crate) fn json_value(schema: &SchemaFile, table: &Table, column: &str, value
     }
     match table.fields.get(column) {
         Some(field) => {
-            let typed = crate::values::typed(schema, field, value).ok()?;
+            let typed = crate::values::convert(schema, field, value).ok()?;
             Some(bindable(schema, field, typed))
         }
         None if column == "row_version" => value.as_i64().map(Value::from),

@@ -75,8 +75,7 @@ async fn changes_are_published_and_sealed_fields_need_their_permission() {
     let api = DataApi::open(db.clone(), dir.path().join("apps"), keys, Arc::new(Members), Some(bus)).await;
     assert!(api.apps().is_empty());
     let admin = principal(&["apps.manage"]);
-    let files = super::Files { app_yaml: "name: crm\n".into(), schema_yaml: SCHEMA.into(), ..Default::default() };
-    api.install(&admin, "crm", files).await.expect("install");
+    api.install(&admin, "crm", "name: crm\n".into(), SCHEMA.into(), None).await.expect("install");
     assert!(dir.path().join("apps/crm/schema.yaml").is_file(), "written back");
 
     let reader = principal(&["data.crm.people.decrypt"]);
@@ -131,4 +130,79 @@ async fn changes_are_published_and_sealed_fields_need_their_permission() {
     let again = DataApi::open(db, dir.path().join("apps"), keys, Arc::new(Members), None).await;
     let row = again.get(&reader, "crm", "people", &id, false).await.expect("get");
     assert_eq!(row["phone"], "+33 6");
+}
+
+const TREE: &str = r#"
+tables:
+  nodes:
+    scope: owner
+    soft_delete: true
+    cascade: true
+    rules:
+      update: "size <= 3"
+    fields:
+      id: { type: int, primary: true, auto: true }
+      parent: { type: relation, foreign: nodes.id }
+      size: { type: int, default: 1 }
+      slug: { type: string, max: 20, unique: true }
+"#;
+
+async fn tree_api(dir: &std::path::Path) -> DataApi {
+    let db = Db::connect(&format!("sqlite://{}", dir.join("t.db").display()), &Default::default()).await.expect("db");
+    let keys = Keys { current: "k".repeat(32), previous: Vec::new() };
+    let api = DataApi::open(db, dir.join("apps"), keys, Arc::new(Members), None).await;
+    let mut operator = principal(&[]);
+    operator.instance_admin = true;
+    api.install(&operator, "tree", "name: tree\n".into(), TREE.into(), None).await.expect("install");
+    api
+}
+
+#[tokio::test]
+async fn cascades_end_on_loops_and_updates_cannot_leave_their_rule() {
+    let dir = tempfile::tempdir().expect("dir");
+    let api = tree_api(dir.path()).await;
+    let me = principal(&[]);
+    let root = api.create(&me, "tree", "nodes", body(json!({"slug": "root"}))).await.expect("root");
+    let id = root["id"].to_string();
+    // A row referring to itself, and a child.
+    api.update(&me, "tree", "nodes", &id, body(json!({"parent": root["id"]})), None).await.expect("self");
+    let child = api.create(&me, "tree", "nodes", body(json!({"parent": root["id"]}))).await.expect("child");
+    api.delete(&me, "tree", "nodes", &id, None).await.expect("delete ends");
+    let left = api.list(&me, "tree", "nodes", &Default::default()).await.expect("list");
+    assert!(left.items.is_empty(), "{:?}", left.items);
+    api.restore(&me, "tree", "nodes", &id).await.expect("restore ends");
+    assert_eq!(api.list(&me, "tree", "nodes", &Default::default()).await.expect("list").items.len(), 2);
+    let child_id = child["id"].to_string();
+
+    // The update rule holds after the change too.
+    let refused = api.update(&me, "tree", "nodes", &child_id, body(json!({"size": 9})), None).await.expect_err("rule");
+    assert_eq!(refused.code(), "rule_denied");
+    let row = api.get(&me, "tree", "nodes", &child_id, false).await.expect("get");
+    assert_eq!(row["size"], 1, "nothing changed");
+    // Weak tags never match If-Match.
+    let stale = api.update(&me, "tree", "nodes", &child_id, body(json!({"size": 2})), Some("W/\"1\"")).await;
+    assert_eq!(stale.expect_err("weak").code(), "etag_mismatch");
+
+    // Unique values hold per owner: another user may use the same one.
+    let other = principal(&[]);
+    api.create(&other, "tree", "nodes", body(json!({"slug": "root"}))).await.expect("same slug, other owner");
+    let taken = api.create(&me, "tree", "nodes", body(json!({"slug": "root"}))).await.expect_err("taken");
+    assert_eq!(taken.code(), "unique_violation");
+}
+
+#[tokio::test]
+async fn named_queries_and_databases_take_an_instance_administrator() {
+    let dir = tempfile::tempdir().expect("dir");
+    let api = tree_api(dir.path()).await;
+    let manager = principal(&["apps.manage"]);
+    let query = std::collections::BTreeMap::from([("all".to_owned(), "sql: SELECT * FROM users\n".to_owned())]);
+    let refused = api.install(&manager, "tree", "name: tree\n".into(), TREE.into(), Some(query)).await;
+    assert_eq!(refused.expect_err("queries").code(), "missing_permission");
+    let elsewhere = format!("name: tree\ndatabase: sqlite://{}/other.db\n", dir.path().display());
+    let refused = api.install(&manager, "tree", elsewhere, TREE.into(), None).await;
+    assert_eq!(refused.expect_err("database").code(), "missing_permission");
+    // The schema itself is theirs to change.
+    let grown = TREE.replace("      size:", "      label: { type: text }\n      size:");
+    api.install(&manager, "tree", "name: tree\n".into(), grown, None).await.expect("schema change");
+    assert!(api.install(&principal(&[]), "tree", "name: tree\n".into(), TREE.into(), None).await.is_err());
 }

@@ -150,8 +150,11 @@ async fn current(
     let visible = ctx.visible(&mut sql, table, Operation::Get, deleted)?;
     let p = sql.param(id.clone());
     let deleted_at = if table.soft_delete { "\"deleted_at\"" } else { "NULL" };
+    // Locked on PostgreSQL until the transaction ends, so the checks below hold when the change
+    // is made (SQLite runs one writing transaction at a time already).
+    let lock = if tx.backend() == oppidum_store::Backend::Postgres { " FOR UPDATE" } else { "" };
     let text = format!(
-        "SELECT \"row_version\", {deleted_at} AS \"deleted_at\" FROM {} WHERE {} = {p} AND {visible}",
+        "SELECT \"row_version\", {deleted_at} AS \"deleted_at\" FROM {} WHERE {} = {p} AND {visible}{lock}",
         ctx.sql_table(name),
         quote(primary(table).0)
     );
@@ -166,9 +169,12 @@ async fn current(
 /// 412 unless `if_match` names `version` (`*` matches any).
 fn precondition(if_match: Option<&str>, version: i64) -> Result<(), Error> {
     let Some(tags) = if_match else { return Ok(()) };
+    // Strong comparison (RFC 9110 §13.1.1): a weak tag never matches.
     let matches = tags
         .split(',')
-        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .map(str::trim)
+        .filter(|t| !t.starts_with("W/"))
+        .map(|t| t.trim_matches('"'))
         .any(|t| t == "*" || t.parse::<i64>().is_ok_and(|v| v == version));
     if matches {
         Ok(())
@@ -288,6 +294,10 @@ pub(crate) async fn update(
             "The row changed while it was being updated; read it again.",
         ));
     };
+    // The rule holds for the row as changed too: an update cannot move a row out of it.
+    if !passes(ctx, tx, name, table, &id, Operation::Update).await? {
+        return Err(denied("update"));
+    }
     changes.push(Change { table: name.to_owned(), action: "updated", id: id_json(&id), purged: false });
     Ok(rows_out(ctx, name, table, &out, vec![updated]).remove(0))
 }
@@ -311,7 +321,7 @@ pub(crate) async fn delete(
         return Err(denied("delete"));
     }
     if table.soft_delete {
-        soft_delete(ctx, tx, name, table, id, ctx.now, changes).await
+        soft_delete(ctx, tx, (name, table), id, ctx.now, 0, changes).await
     } else {
         hard_delete(ctx, tx, name, table, &id).await?;
         changes.push(Change { table: name.to_owned(), action: "deleted", id: id_json(&id), purged: false });
@@ -393,67 +403,93 @@ fn id_json(id: &Value) -> Json {
     }
 }
 
-/// Marks a row deleted at `stamp`, after the rows that refer to it when the table cascades.
+/// How deep a cascade goes, and how many rows one deletion may touch.
+const MAX_CASCADE_DEPTH: usize = 32;
+const MAX_CASCADE_ROWS: usize = 10_000;
+
+fn cascade_limit(depth: usize, changes: &[Change]) -> Result<(), Error> {
+    if depth > MAX_CASCADE_DEPTH || changes.len() > MAX_CASCADE_ROWS {
+        return Err(err(
+            ErrorKind::Conflict,
+            "cascade_too_large",
+            format!(
+                "The deletion would cascade deeper than {MAX_CASCADE_DEPTH} levels or to more than \
+                 {MAX_CASCADE_ROWS} rows; delete the rows that refer to it first."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Marks a row deleted at `stamp`, then, depth first, the rows that refer to it when the table
+/// cascades. A row already deleted stops the walk, so rows referring to themselves or to each
+/// other in a loop end it.
 fn soft_delete<'a>(
     ctx: &'a Ctx<'_>,
     tx: &'a mut Tx,
-    name: &'a str,
-    table: &'a Table,
+    (name, table): (&'a str, &'a Table),
     id: Value,
     stamp: DateTime<Utc>,
+    depth: usize,
     changes: &'a mut Vec<Change>,
 ) -> futures::future::BoxFuture<'a, Result<(), Error>> {
     Box::pin(async move {
-        if table.cascade {
-            for (child, child_table, field, parent_column) in children(ctx, name) {
-                let Some(value) = column_of(ctx, tx, name, table, &id, parent_column).await? else { continue };
-                for child_id in child_ids(ctx, tx, child, child_table, field, &value, None).await? {
-                    soft_delete(ctx, tx, child, child_table, child_id, stamp, changes).await?;
-                }
-            }
-        }
+        cascade_limit(depth, changes)?;
         let mut sql = Sql::default();
         let p_stamp = sql.param(stamp);
         let p_id = sql.param(id.clone());
         let text = format!(
             "UPDATE {} SET \"deleted_at\" = {p_stamp}, \"updated_at\" = {p_stamp}, \"row_version\" = \"row_version\" + 1 \
-             WHERE {} = {p_id}",
+             WHERE {} = {p_id} AND \"deleted_at\" IS NULL",
             ctx.sql_table(name),
             quote(primary(table).0)
         );
-        sql.run_in(tx, text).execute().await.or_store()?;
+        if sql.run_in(tx, text).execute().await.or_store()? == 0 {
+            return Ok(());
+        }
         changes.push(Change { table: name.to_owned(), action: "deleted", id: id_json(&id), purged: false });
+        if table.cascade {
+            for (child, child_table, field, parent_column) in children(ctx, name) {
+                let Some(value) = column_of(ctx, tx, name, table, &id, parent_column).await? else { continue };
+                for child_id in child_ids(ctx, tx, child, child_table, field, &value, None).await? {
+                    soft_delete(ctx, tx, (child, child_table), child_id, stamp, depth + 1, changes).await?;
+                }
+            }
+        }
         Ok(())
     })
 }
 
-/// Brings a row back, with the rows its deletion cascaded to (same deletion time).
+/// Brings a row back, then the rows its deletion cascaded to (deleted at the same time).
 fn undelete<'a>(
     ctx: &'a Ctx<'_>,
     tx: &'a mut Tx,
-    name: &'a str,
-    table: &'a Table,
+    (name, table): (&'a str, &'a Table),
     id: Value,
     stamp: DateTime<Utc>,
+    depth: usize,
     changes: &'a mut Vec<Change>,
 ) -> futures::future::BoxFuture<'a, Result<(), Error>> {
     Box::pin(async move {
+        cascade_limit(depth, changes)?;
         let mut sql = Sql::default();
         let p_now = sql.param(ctx.now);
         let p_id = sql.param(id.clone());
         let text = format!(
             "UPDATE {} SET \"deleted_at\" = NULL, \"updated_at\" = {p_now}, \"row_version\" = \"row_version\" + 1 \
-             WHERE {} = {p_id}",
+             WHERE {} = {p_id} AND \"deleted_at\" IS NOT NULL",
             ctx.sql_table(name),
             quote(primary(table).0)
         );
-        sql.run_in(tx, text).execute().await.or_store()?;
+        if sql.run_in(tx, text).execute().await.or_store()? == 0 {
+            return Ok(());
+        }
         changes.push(Change { table: name.to_owned(), action: "restored", id: id_json(&id), purged: false });
         if table.cascade {
             for (child, child_table, field, parent_column) in children(ctx, name) {
                 let Some(value) = column_of(ctx, tx, name, table, &id, parent_column).await? else { continue };
                 for child_id in child_ids(ctx, tx, child, child_table, field, &value, Some(stamp)).await? {
-                    undelete(ctx, tx, child, child_table, child_id, stamp, changes).await?;
+                    undelete(ctx, tx, (child, child_table), child_id, stamp, depth + 1, changes).await?;
                 }
             }
         }
@@ -484,7 +520,7 @@ pub(crate) async fn restore(
         .as_deref()
         .and_then(super::sql::parse_time)
         .ok_or_else(|| Error::internal("unreadable deleted_at"))?;
-    undelete(ctx, tx, name, table, id.clone(), stamp, changes).await?;
+    undelete(ctx, tx, (name, table), id.clone(), stamp, 0, changes).await?;
     read_back(ctx, tx, name, table, &id).await
 }
 
