@@ -10,4 +10,4 @@ pub mod time;
 pub mod vault;
 
 pub use error::{Error, ErrorKind, Result};
-pub use principal::{Directory, OrgAccess, Principal};
+pub use principal::{Directory, FileAccess, OrgAccess, Principal};

@@ -115,3 +115,11 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
         Ok(false)
     }
 }
+
+/// Drive files as other domains see them (the data API's `file` fields refer to them).
+#[async_trait::async_trait]
+pub trait FileAccess: Send + Sync + std::fmt::Debug {
+    /// Whether `principal` can read the file `file` (absent, trashed, a folder or not visible:
+    /// `false`).
+    async fn can_read_file(&self, principal: &Principal, file: Uuid) -> Result<bool, Error>;
+}

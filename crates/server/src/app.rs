@@ -100,7 +100,7 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
     let content = oppidum_drive::ContentStore::new(db.clone(), blobs.clone(), clock.clone());
     let drive = oppidum_drive::Drive::new(db.clone(), content, config.drive.clone(), Arc::new(identity.clone()))
         .with_events(bus.clone());
-    let data = data_api(&config, &db, Arc::new(identity.clone()), bus.clone()).await?;
+    let data = data_api(&config, &db, Arc::new(identity.clone()), Arc::new(drive.clone()), bus.clone()).await?;
     Ok(AppState(Arc::new(Inner {
         config,
         node,
@@ -133,6 +133,7 @@ pub async fn data_api(
     config: &Config,
     db: &Db,
     directory: Arc<dyn oppidum_core::Directory>,
+    files: Arc<dyn oppidum_core::FileAccess>,
     bus: EventBus,
 ) -> anyhow::Result<oppidum_data::DataApi> {
     let master = config.secrets.master_key.as_ref().context("secrets.master_key is not set")?;
@@ -140,7 +141,7 @@ pub async fn data_api(
         current: master.expose().to_owned(),
         previous: config.secrets.previous_master_keys.iter().map(|k| k.expose().to_owned()).collect(),
     };
-    Ok(oppidum_data::DataApi::open(db.clone(), config.apps_path(), keys, directory, Some(bus)).await)
+    Ok(oppidum_data::DataApi::open(db.clone(), config.apps_path(), keys, directory, Some(files), Some(bus)).await)
 }
 
 /// The outbox as configured; in development, mail that cannot be delivered is printed to the log.

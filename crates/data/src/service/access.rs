@@ -18,6 +18,8 @@ pub(crate) struct Ctx<'a> {
     pub principal: &'a Principal,
     /// Hashes `hash` fields.
     pub directory: &'a dyn oppidum_core::Directory,
+    /// Checks `file` fields.
+    pub files: Option<&'a dyn oppidum_core::FileAccess>,
     /// The time of this request's changes (microseconds: both engines keep them exactly).
     pub now: chrono::DateTime<chrono::Utc>,
 }

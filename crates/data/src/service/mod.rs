@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use chrono::{SubsecRound, Utc};
-use oppidum_core::{Directory, Error, ErrorKind, Principal};
+use oppidum_core::{Directory, Error, ErrorKind, FileAccess, Principal};
 use oppidum_store::{Db, EventBus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
@@ -58,6 +58,8 @@ struct Inner {
     dir: PathBuf,
     keys: Keys,
     directory: Arc<dyn Directory>,
+    /// Drive files, for `file` fields (none: not checked).
+    files: Option<Arc<dyn FileAccess>>,
     bus: Option<EventBus>,
     apps: RwLock<BTreeMap<String, Arc<Loaded>>>,
     /// One app change at a time.
@@ -144,6 +146,7 @@ impl DataApi {
         dir: PathBuf,
         keys: Keys,
         directory: Arc<dyn Directory>,
+        files: Option<Arc<dyn FileAccess>>,
         bus: Option<EventBus>,
     ) -> Self {
         let api = DataApi(Arc::new(Inner {
@@ -151,6 +154,7 @@ impl DataApi {
             dir,
             keys,
             directory,
+            files,
             bus,
             apps: RwLock::new(BTreeMap::new()),
             changing: tokio::sync::Mutex::new(()),
@@ -301,7 +305,14 @@ impl DataApi {
     }
 
     fn ctx<'a>(&'a self, loaded: &'a Loaded, auth: Auth, principal: &'a Principal) -> Ctx<'a> {
-        Ctx { loaded, auth, principal, directory: self.0.directory.as_ref(), now: Utc::now().trunc_subsecs(6) }
+        Ctx {
+            loaded,
+            auth,
+            principal,
+            directory: self.0.directory.as_ref(),
+            files: self.0.files.as_deref(),
+            now: Utc::now().trunc_subsecs(6),
+        }
     }
 
     /// An app the caller may use (404 or 403 otherwise).

@@ -72,7 +72,7 @@ async fn changes_are_published_and_sealed_fields_need_their_permission() {
     let bus = EventBus::new(Uuid::now_v7(), None);
     let mut events = bus.subscribe();
     let keys = Keys { current: "k".repeat(32), previous: Vec::new() };
-    let api = DataApi::open(db.clone(), dir.path().join("apps"), keys, Arc::new(Members), Some(bus)).await;
+    let api = DataApi::open(db.clone(), dir.path().join("apps"), keys, Arc::new(Members), None, Some(bus)).await;
     assert!(api.apps().is_empty());
     let admin = principal(&["apps.manage"]);
     api.install(&admin, "crm", "name: crm\n".into(), SCHEMA.into(), None).await.expect("install");
@@ -127,7 +127,7 @@ async fn changes_are_published_and_sealed_fields_need_their_permission() {
 
     // Reopened from its files, the app is served again with the same key.
     let keys = Keys { current: "k".repeat(32), previous: Vec::new() };
-    let again = DataApi::open(db, dir.path().join("apps"), keys, Arc::new(Members), None).await;
+    let again = DataApi::open(db, dir.path().join("apps"), keys, Arc::new(Members), None, None).await;
     let row = again.get(&reader, "crm", "people", &id, false).await.expect("get");
     assert_eq!(row["phone"], "+33 6");
 }
@@ -150,7 +150,7 @@ tables:
 async fn tree_api(dir: &std::path::Path) -> DataApi {
     let db = Db::connect(&format!("sqlite://{}", dir.join("t.db").display()), &Default::default()).await.expect("db");
     let keys = Keys { current: "k".repeat(32), previous: Vec::new() };
-    let api = DataApi::open(db, dir.join("apps"), keys, Arc::new(Members), None).await;
+    let api = DataApi::open(db, dir.join("apps"), keys, Arc::new(Members), None, None).await;
     let mut operator = principal(&[]);
     operator.instance_admin = true;
     api.install(&operator, "tree", "name: tree\n".into(), TREE.into(), None).await.expect("install");

@@ -64,11 +64,19 @@ fn checked(table: &Table, ctx: &Ctx<'_>, body: &Map<String, Json>, mode: Mode) -
     if errors.is_empty() { Ok(values) } else { Err(validation(errors)) }
 }
 
-/// Relations must point to rows the caller can see (else other tenants' ids would be probed).
+/// Relations must point to rows the caller can see, and files to files the caller can read
+/// (else other tenants' ids would be probed).
 async fn check_references(ctx: &Ctx<'_>, tx: &mut Tx, table: &Table, values: &[(String, Typed)]) -> Result<(), Error> {
     let schema = &ctx.loaded.app.schema;
     let mut errors = Vec::new();
     for (name, value) in values {
+        if let (Some(files), Some(field), Typed::Uuid(file)) = (ctx.files, table.fields.get(name), value)
+            && field.kind == FieldType::File
+            && !files.can_read_file(ctx.principal, *file).await?
+        {
+            errors.push(FieldError { field: name.clone(), reason: "no such file in your drives".into() });
+            continue;
+        }
         let Some(field) = table.fields.get(name).filter(|f| f.kind == FieldType::Relation) else { continue };
         if *value == Typed::Null {
             continue;

@@ -148,6 +148,33 @@ async fn data_rows_belong_to_their_owner_and_are_validated(backend: Backend) {
         assert_eq!(body["details"]["fields"][0]["field"], "project_id");
     }
     assert_eq!(w.titles(&w.a, "").await, ["Write"]);
+    // A batch touching another user's row fails as if the row did not exist, and keeps nothing.
+    let ops = json!({"operations": [
+        {"op": "create", "table": "tags", "data": {"label": "mine"}},
+        {"op": "update", "table": "tasks", "id": id(&task), "data": {"title": "Mine"}},
+    ]});
+    let (status, _, body) = outcome(w.server.post_json("/api/apps/prokov/batch", Some(&w.b.access), ops).await).await;
+    assert_eq!((status, &body["details"]["index"]), (404, &json!(1)), "{body}");
+    assert!(w.items(&w.b, "tags", "").await.is_empty());
+
+    // File fields point to drive files the caller can read.
+    let upload = |who: &Session| {
+        let req = w
+            .server
+            .client
+            .put(w.server.url("/api/drive/upload?name=brief.txt"))
+            .bearer_auth(&who.access)
+            .body("brief");
+        async move { json(req.send().await.expect("upload")).await["id"].as_str().expect("file id").to_owned() }
+    };
+    let file = upload(&w.a).await;
+    let attached =
+        w.create(&w.a, "tasks", json!({"project_id": id(&project), "title": "Read", "attachment": file})).await;
+    assert_eq!(attached["attachment"], file.as_str());
+    let theirs = w.create(&w.b, "projects", json!({"name": "B"})).await;
+    let body = json!({"project_id": id(&theirs), "title": "Steal", "attachment": file});
+    let (status, _, body) = outcome(w.send(&w.b, Method::POST, "tasks", Some(body)).await).await;
+    assert_eq!((status, &body["details"]["fields"][0]["field"]), (400, &json!("attachment")), "{body}");
 
     // Read rules hide rows from lists and from direct reads.
     let hidden = w.create(&w.a, "statuses", json!({"name": "Archive", "position": 150})).await;
@@ -173,7 +200,7 @@ async fn data_rows_belong_to_their_owner_and_are_validated(backend: Backend) {
     let (status, _, body) =
         outcome(w.send(&w.a, Method::POST, "tags", Some(json!({"label": "Not Valid!"}))).await).await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(w.create(&w.a, "tags", json!({"label": "urgent"})).await["id"], 1, "integer keys are generated");
+    assert!(w.create(&w.a, "tags", json!({"label": "urgent"})).await["id"].is_i64(), "integer keys are generated");
     // Unknown apps and tables.
     assert_eq!(outcome(w.send(&w.a, Method::GET, "nope", None).await).await.1, "unknown_table");
     let resp = w.server.get_as("/api/apps/other/tasks", &w.a.access).await;
