@@ -411,23 +411,3 @@ mod tests {
         assert!(validate_name("Ünïcode – ok").is_ok());
     }
 }
-
-#[async_trait::async_trait]
-impl oppidum_core::FileAccess for Drive {
-    async fn can_read_file(
-        &self,
-        principal: &oppidum_core::Principal,
-        file: Uuid,
-    ) -> Result<bool, oppidum_core::Error> {
-        let scope = match self.resolve(principal, file).await {
-            Ok(scope) => scope,
-            Err(DriveError::NotFound) => return Ok(false),
-            Err(err) => return Err(err.into()),
-        };
-        match self.get(&scope, file).await {
-            Ok(node) => Ok(node.kind == "file"),
-            Err(DriveError::NotFound) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
-    }
-}
