@@ -241,7 +241,9 @@ mod tests {
             let params: IndexMap<String, Field> = IndexMap::new();
             if let Ok((out, bindings)) = rewrite(&sql, &params, &schema(), "") {
                 prop_assert!(bindings.iter().all(|b| !matches!(b, Binding::Param(_))));
-                prop_assert!(!out.contains("{{"));
+                // `{{` survives only inside quotes or comments, which are copied as written.
+                let plain = !["'", "\"", "--", "/*"].iter().any(|q| sql.contains(q));
+                prop_assert!(!plain || !out.contains("{{"));
             }
         }
     }

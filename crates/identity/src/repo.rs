@@ -493,6 +493,40 @@ pub async fn auth_state(db: &Db, session: Uuid, user: Uuid) -> Result<Option<Aut
     .await
 }
 
+/// A request's authentication in one statement: one row per membership of the user (one row
+/// with no membership when it has none), each carrying the session's and user's state and the
+/// path of the organization the token acts in (`None` when it is gone).
+#[derive(Debug, sqlx::FromRow)]
+pub struct AuthRow {
+    pub disabled: bool,
+    pub token_version: i64,
+    pub instance_admin: bool,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub impersonator_id: Option<Uuid>,
+    pub org_path: Option<String>,
+    pub member_org_id: Option<Uuid>,
+    pub member_path: Option<String>,
+    pub member_role: Option<String>,
+}
+
+pub async fn auth_snapshot(db: &Db, session: Uuid, user: Uuid, org: Uuid) -> Result<Vec<AuthRow>, StoreError> {
+    db.query(
+        "SELECT u.disabled, u.token_version, u.instance_admin, s.revoked_at, s.expires_at, s.impersonator_id, \
+         po.path AS org_path, m.org_id AS member_org_id, mo.path AS member_path, m.role AS member_role \
+         FROM sessions s JOIN users u ON u.id = s.user_id \
+         LEFT JOIN orgs po ON po.id = $3 \
+         LEFT JOIN memberships m ON m.user_id = u.id \
+         LEFT JOIN orgs mo ON mo.id = m.org_id \
+         WHERE s.id = $1 AND s.user_id = $2",
+    )
+    .bind(session)
+    .bind(user)
+    .bind(org)
+    .fetch_all()
+    .await
+}
+
 pub async fn count_instance_admins(db: &Db) -> Result<i64, StoreError> {
     let (count,): (i64,) = db.query("SELECT COUNT(*) FROM users WHERE instance_admin").fetch_one().await?;
     Ok(count)

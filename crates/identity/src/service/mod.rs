@@ -96,26 +96,34 @@ struct Grant {
 impl Access {
     /// Whether `org` is inside a subtree the user has a role in.
     pub fn can_see(&self, org: &Org) -> bool {
-        self.instance_admin || self.grants.iter().any(|g| org.path.starts_with(&g.path))
+        self.can_see_path(&org.path)
+    }
+
+    fn can_see_path(&self, path: &str) -> bool {
+        self.instance_admin || self.grants.iter().any(|g| path.starts_with(&g.path))
     }
 
     /// Permissions effective on `org`: every role held on it or an ancestor.
     pub fn permissions_on(&self, org: &Org) -> BTreeSet<String> {
+        self.permissions_on_path(&org.path)
+    }
+
+    fn permissions_on_path(&self, path: &str) -> BTreeSet<String> {
         if self.instance_admin {
             return permissions::ALL.iter().map(|p| (*p).to_owned()).collect();
         }
-        self.grants
-            .iter()
-            .filter(|g| org.path.starts_with(&g.path))
-            .flat_map(|g| g.permissions.iter().cloned())
-            .collect()
+        self.grants.iter().filter(|g| path.starts_with(&g.path)).flat_map(|g| g.permissions.iter().cloned()).collect()
     }
 
     /// The role held on `org`: the membership there, or the nearest ancestor's.
     pub fn role_on(&self, org: &Org) -> Option<String> {
+        self.role_on_path(&org.path)
+    }
+
+    fn role_on_path(&self, path: &str) -> Option<String> {
         self.grants
             .iter()
-            .filter(|g| org.path.starts_with(&g.path))
+            .filter(|g| path.starts_with(&g.path))
             .max_by_key(|g| g.path.len())
             .map(|g| g.role.clone())
             .filter(|role| !role.is_empty())
@@ -217,6 +225,11 @@ impl Identity {
     /// The grants of `user`.
     pub async fn access(&self, user: Uuid, instance_admin: bool) -> Result<Access> {
         let memberships = repo::memberships_of(&self.db, user).await?;
+        self.access_from(memberships, instance_admin).await
+    }
+
+    /// The access given by memberships (organization id, path, role) already read.
+    async fn access_from(&self, memberships: Vec<(Uuid, String, String)>, instance_admin: bool) -> Result<Access> {
         let custom_needed = memberships.iter().any(|(_, _, role)| permissions::builtin(role).is_none());
         let custom = if custom_needed {
             let ids: Vec<Uuid> = memberships.iter().flat_map(|(_, path, _)| path_ids(path)).collect();
@@ -310,8 +323,9 @@ impl Identity {
         let now = self.now();
         let claims = tokens::verify(&self.keys, token, &self.issuer, &self.config.audience, now).await?;
         let invalid = |why: &str| IdentityError::InvalidToken(format!("The access token is not valid: {why}."));
-        let state =
-            repo::auth_state(&self.db, claims.sid, claims.sub).await?.ok_or_else(|| invalid("no such session"))?;
+        // One statement: the session and its user, the organization acted in, the memberships.
+        let rows = repo::auth_snapshot(&self.db, claims.sid, claims.sub, claims.org).await?;
+        let state = rows.first().ok_or_else(|| invalid("no such session"))?;
         if state.revoked_at.is_some() || state.expires_at <= now {
             return Err(invalid("the session has ended"));
         }
@@ -324,16 +338,20 @@ impl Identity {
         if state.impersonator_id != claims.act.as_ref().map(|a| a.sub) {
             return Err(invalid("it does not match its session"));
         }
-        let access = self.access(claims.sub, state.instance_admin).await?;
-        let org = repo::get_org(&self.db, claims.org).await?.ok_or_else(|| invalid("the organization is gone"))?;
-        if !access.can_see(&org) {
+        let memberships = rows
+            .iter()
+            .filter_map(|r| Some((r.member_org_id?, r.member_path.clone()?, r.member_role.clone()?)))
+            .collect();
+        let access = self.access_from(memberships, state.instance_admin).await?;
+        let org_path = state.org_path.clone().ok_or_else(|| invalid("the organization is gone"))?;
+        if !access.can_see_path(&org_path) {
             return Err(invalid("no longer a member of its organization"));
         }
         Ok(Principal {
             user_id: claims.sub,
-            org_id: org.id,
-            permissions: access.permissions_on(&org),
-            role: access.role_on(&org),
+            org_id: claims.org,
+            permissions: access.permissions_on_path(&org_path),
+            role: access.role_on_path(&org_path),
             instance_admin: state.instance_admin,
             credential: Credential::Session { session_id: claims.sid },
             impersonator: state.impersonator_id,
