@@ -369,6 +369,14 @@ impl DataApi {
         table: &str,
         body: Map<String, Json>,
     ) -> Result<Map<String, Json>, Error> {
+        let (loaded, auth) = self.context(principal, app).await?;
+        let ctx = self.ctx(&loaded, auth, principal);
+        if write::standalone(&ctx, table, &body) {
+            let mut changes = Vec::new();
+            let row = write::create_standalone(&ctx, table, &body, &mut changes).await?;
+            self.publish(&loaded.name, principal, changes).await;
+            return Ok(row);
+        }
         in_tx!(self, principal, app, |ctx, tx, changes| write::create(ctx, tx, table, &body, changes))
     }
 

@@ -195,18 +195,13 @@ fn precondition(if_match: Option<&str>, version: i64) -> Result<(), Error> {
     }
 }
 
-/// Creates a row.
-pub(crate) async fn create(
+/// The `INSERT … RETURNING` of a checked row, and the columns it returns.
+async fn insert_statement(
     ctx: &Ctx<'_>,
-    tx: &mut Tx,
     name: &str,
-    body: &Map<String, Json>,
-    changes: &mut Vec<Change>,
-) -> Result<Map<String, Json>, Error> {
-    let table = ctx.table(name)?;
-    ctx.allow(name, table, Operation::Create)?;
-    let values = checked(table, ctx, body, Mode::Create)?;
-    check_references(ctx, tx, table, &values).await?;
+    table: &Table,
+    values: Vec<(String, Typed)>,
+) -> Result<(Sql, String, Vec<super::sql::Column>), Error> {
     let (pk, pk_field) = primary(table);
     let mut sql = Sql::default();
     let mut cols = Vec::new();
@@ -244,14 +239,65 @@ pub(crate) async fn create(
         placeholders.join(", "),
         select_list(&out)
     );
-    let inserted: JsonRow = sql.run_in(tx, text).fetch_one().await.or_store()?;
-    let id_json = inserted.get(pk).cloned().unwrap_or(Json::Null);
+    Ok((sql, text, out))
+}
+
+/// The id of a row just inserted, and the change to publish.
+fn inserted_id(ctx: &Ctx<'_>, name: &str, table: &Table, row: &JsonRow) -> Result<(Value, Change), Error> {
+    let pk = primary(table).0;
+    let id_json = row.get(pk).cloned().unwrap_or(Json::Null);
     let id =
         json_value(&ctx.loaded.app.schema, table, pk, &id_json).ok_or_else(|| Error::internal("no id returned"))?;
+    Ok((id, Change { table: name.to_owned(), action: "created", id: id_json, purged: false }))
+}
+
+/// Creates a row.
+pub(crate) async fn create(
+    ctx: &Ctx<'_>,
+    tx: &mut Tx,
+    name: &str,
+    body: &Map<String, Json>,
+    changes: &mut Vec<Change>,
+) -> Result<Map<String, Json>, Error> {
+    let table = ctx.table(name)?;
+    ctx.allow(name, table, Operation::Create)?;
+    let values = checked(table, ctx, body, Mode::Create)?;
+    check_references(ctx, tx, table, &values).await?;
+    let (sql, text, out) = insert_statement(ctx, name, table, values).await?;
+    let inserted: JsonRow = sql.run_in(tx, text).fetch_one().await.or_store()?;
+    let (id, change) = inserted_id(ctx, name, table, &inserted)?;
     if !passes(ctx, tx, name, table, &id, Operation::Create).await? {
         return Err(denied("create"));
     }
-    changes.push(Change { table: name.to_owned(), action: "created", id: id_json, purged: false });
+    changes.push(change);
+    Ok(rows_out(ctx, name, table, &out, vec![inserted]).remove(0))
+}
+
+/// Whether creating this row is one statement: no `create` rule to check on the stored row and
+/// no relation or file to check first. Then it runs without an explicit transaction (one
+/// round trip to the database instead of three).
+pub(crate) fn standalone(ctx: &Ctx<'_>, name: &str, body: &Map<String, Json>) -> bool {
+    let Ok(table) = ctx.table(name) else { return false };
+    ctx.rule(table, Operation::Create).is_none()
+        && table.fields.iter().all(|(field, f)| {
+            !matches!(f.kind, FieldType::Relation | FieldType::File) || body.get(field).is_none_or(Json::is_null)
+        })
+}
+
+/// Creates a row [`standalone`] says needs no transaction.
+pub(crate) async fn create_standalone(
+    ctx: &Ctx<'_>,
+    name: &str,
+    body: &Map<String, Json>,
+    changes: &mut Vec<Change>,
+) -> Result<Map<String, Json>, Error> {
+    let table = ctx.table(name)?;
+    ctx.allow(name, table, Operation::Create)?;
+    let values = checked(table, ctx, body, Mode::Create)?;
+    let (sql, text, out) = insert_statement(ctx, name, table, values).await?;
+    let inserted: JsonRow = sql.run(&ctx.loaded.db, text).fetch_one().await.or_store()?;
+    let (_, change) = inserted_id(ctx, name, table, &inserted)?;
+    changes.push(change);
     Ok(rows_out(ctx, name, table, &out, vec![inserted]).remove(0))
 }
 
