@@ -51,16 +51,7 @@ enum Def {
 /// The column type of a field (a relation takes its target's; sealed and hashed values are text).
 fn column(schema: &SchemaFile, table: &TableSpec, name: &str, field: &Field, def: Def) -> ColumnDef {
     let mut col = ColumnDef::new(Alias::new(name));
-    let kind = match field.kind {
-        _ if field.encrypt || field.hash => FieldType::Text,
-        FieldType::Relation => field
-            .foreign
-            .as_deref()
-            .and_then(|f| f.split_once('.'))
-            .and_then(|(t, c)| schema.tables.get(t)?.fields.get(c))
-            .map_or(FieldType::Uuid, |target| target.kind),
-        other => other,
-    };
+    let kind = if field.encrypt || field.hash { FieldType::Text } else { schema.value_kind(field) };
     match kind {
         FieldType::Int => col.big_integer(),
         FieldType::Float => col.double(),

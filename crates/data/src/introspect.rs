@@ -236,25 +236,6 @@ fn default_value(kind: FieldType, text: &str) -> Option<serde_json::Value> {
     }
 }
 
-fn plain_field(kind: FieldType) -> Field {
-    Field {
-        kind,
-        primary: false,
-        auto: false,
-        unique: false,
-        required: false,
-        default: None,
-        min: None,
-        max: None,
-        pattern: None,
-        values: Vec::new(),
-        foreign: None,
-        on_delete: None,
-        encrypt: false,
-        hash: false,
-    }
-}
-
 /// Reads `db` into a schema.
 pub async fn introspect(db: &Db) -> Result<Introspection, StoreError> {
     let infos = match db.backend() {
@@ -337,7 +318,7 @@ pub async fn introspect(db: &Db) -> Result<Introspection, StoreError> {
                 continue;
             }
             let (kind, max) = field_type(&column.declared, column.max_len);
-            let mut field = plain_field(kind);
+            let mut field = Field::plain(kind);
             field.max = max;
             field.primary = info.primary == [name];
             if field.primary && !matches!(kind, FieldType::Int | FieldType::Uuid | FieldType::String) {

@@ -10,15 +10,7 @@ use crate::schema::{Field, FieldType, Operation, SchemaFile, Scope, Table};
 use crate::service::Loaded;
 
 fn field_schema(schema: &SchemaFile, field: &Field) -> Value {
-    let kind = match field.kind {
-        FieldType::Relation => field
-            .foreign
-            .as_deref()
-            .and_then(|f| f.split_once('.'))
-            .and_then(|(t, c)| schema.tables.get(t)?.fields.get(c))
-            .map_or(FieldType::Uuid, |target| target.kind),
-        other => other,
-    };
+    let kind = schema.value_kind(field);
     let mut out = match kind {
         FieldType::Int => json!({"type": "integer", "format": "int64"}),
         FieldType::Float | FieldType::Decimal => json!({"type": "number"}),

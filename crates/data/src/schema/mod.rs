@@ -168,6 +168,45 @@ pub struct Field {
     pub hash: bool,
 }
 
+impl SchemaFile {
+    /// The type a field's values have: a relation's are its target's (a UUID when the target
+    /// is unknown), a file's a UUID; the others their own.
+    pub fn value_kind(&self, field: &Field) -> FieldType {
+        match field.kind {
+            FieldType::Relation => field
+                .foreign
+                .as_deref()
+                .and_then(|f| f.split_once('.'))
+                .and_then(|(t, c)| self.tables.get(t)?.fields.get(c))
+                .map_or(FieldType::Uuid, |target| target.kind),
+            FieldType::File => FieldType::Uuid,
+            other => other,
+        }
+    }
+}
+
+impl Field {
+    /// A field of `kind` with no constraint.
+    pub fn plain(kind: FieldType) -> Self {
+        Field {
+            kind,
+            primary: false,
+            auto: false,
+            unique: false,
+            required: false,
+            default: None,
+            min: None,
+            max: None,
+            pattern: None,
+            values: Vec::new(),
+            foreign: None,
+            on_delete: None,
+            encrypt: false,
+            hash: false,
+        }
+    }
+}
+
 impl Table {
     /// Whether lists can sort (and page) on `column`: plain declared fields (not JSON, encrypted
     /// or hashed ones) and the managed times and version.

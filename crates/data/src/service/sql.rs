@@ -66,20 +66,6 @@ impl From<Typed> for Value {
     }
 }
 
-/// The storage type of a field (a relation stores its target's, a file a drive file id).
-pub(crate) fn stored_kind(schema: &SchemaFile, field: &Field) -> FieldType {
-    match field.kind {
-        FieldType::Relation => field
-            .foreign
-            .as_deref()
-            .and_then(|f| f.split_once('.'))
-            .and_then(|(t, c)| schema.tables.get(t)?.fields.get(c))
-            .map_or(FieldType::Uuid, |target| target.kind),
-        FieldType::File => FieldType::Uuid,
-        other => other,
-    }
-}
-
 /// A typed value for binding into a column of `field`: `NULL` keeps the column's type (PostgreSQL
 /// refuses a text `NULL` for a UUID column).
 pub(crate) fn bindable(schema: &SchemaFile, field: &Field, value: Typed) -> Value {
@@ -89,7 +75,7 @@ pub(crate) fn bindable(schema: &SchemaFile, field: &Field, value: Typed) -> Valu
     if field.encrypt || field.hash {
         return Value::Text(None);
     }
-    match stored_kind(schema, field) {
+    match schema.value_kind(field) {
         FieldType::Int => Value::I64(None),
         FieldType::Float | FieldType::Decimal => Value::F64(None),
         FieldType::Bool => Value::Bool(None),
@@ -116,27 +102,13 @@ pub(crate) fn primary(table: &Table) -> (&str, &Field) {
         .unwrap_or_else(|| table.fields.first().map(|(n, f)| (n.as_str(), f)).unwrap_or(("id", &FALLBACK)))
 }
 
-static FALLBACK: Field = Field {
-    kind: FieldType::Uuid,
-    primary: true,
-    auto: true,
-    unique: false,
-    required: false,
-    default: None,
-    min: None,
-    max: None,
-    pattern: None,
-    values: Vec::new(),
-    foreign: None,
-    on_delete: None,
-    encrypt: false,
-    hash: false,
-};
+/// Never used: loaded schemas have exactly one primary field.
+static FALLBACK: std::sync::LazyLock<Field> = std::sync::LazyLock::new(|| Field::plain(FieldType::Uuid));
 
 /// A row id from a URL, typed as the primary key; `None` when it cannot be one (so: not found).
 pub(crate) fn parse_id(schema: &SchemaFile, table: &Table, id: &str) -> Option<Value> {
     let (_, field) = primary(table);
-    match stored_kind(schema, field) {
+    match schema.value_kind(field) {
         FieldType::Int => id.parse::<i64>().ok().map(Value::from),
         FieldType::Uuid => Uuid::parse_str(id).ok().map(Value::from),
         _ if !id.is_empty() && id.len() <= 1024 => Some(Value::from(id)),
@@ -192,7 +164,7 @@ pub(crate) fn columns(schema: &SchemaFile, table: &Table) -> Vec<Column> {
         let kind = if field.encrypt {
             Out::Sealed
         } else {
-            match stored_kind(schema, field) {
+            match schema.value_kind(field) {
                 FieldType::Bool => Out::Bool,
                 FieldType::Json => Out::Json,
                 FieldType::Datetime => Out::Time,

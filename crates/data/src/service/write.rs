@@ -375,7 +375,7 @@ pub(crate) async fn delete(
         return Err(denied("delete"));
     }
     if table.soft_delete {
-        soft_delete(ctx, tx, (name, table), id, ctx.now, 0, changes).await
+        walk(ctx, tx, (name, table), id, (Walk::Delete, ctx.now, 0), changes).await
     } else {
         hard_delete(ctx, tx, name, table, &id).await?;
         changes.push(Change { table: name.to_owned(), action: "deleted", id: id_json(&id), purged: false });
@@ -475,75 +475,57 @@ fn cascade_limit(depth: usize, changes: &[Change]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Marks a row deleted at `stamp`, then, depth first, the rows that refer to it when the table
-/// cascades. A row already deleted stops the walk, so rows referring to themselves or to each
-/// other in a loop end it.
-fn soft_delete<'a>(
-    ctx: &'a Ctx<'_>,
-    tx: &'a mut Tx,
-    (name, table): (&'a str, &'a Table),
-    id: Value,
-    stamp: DateTime<Utc>,
-    depth: usize,
-    changes: &'a mut Vec<Change>,
-) -> futures::future::BoxFuture<'a, Result<(), Error>> {
-    Box::pin(async move {
-        cascade_limit(depth, changes)?;
-        let mut sql = Sql::default();
-        let p_stamp = sql.param(stamp);
-        let p_id = sql.param(id.clone());
-        let text = format!(
-            "UPDATE {} SET \"deleted_at\" = {p_stamp}, \"updated_at\" = {p_stamp}, \"row_version\" = \"row_version\" + 1 \
-             WHERE {} = {p_id} AND \"deleted_at\" IS NULL",
-            ctx.sql_table(name),
-            quote(primary(table).0)
-        );
-        if sql.run_in(tx, text).execute().await.or_store()? == 0 {
-            return Ok(());
-        }
-        changes.push(Change { table: name.to_owned(), action: "deleted", id: id_json(&id), purged: false });
-        if table.cascade {
-            for (child, child_table, field, parent_column) in children(ctx, name) {
-                let Some(value) = column_of(ctx, tx, name, table, &id, parent_column).await? else { continue };
-                for child_id in child_ids(ctx, tx, child, child_table, field, &value, None).await? {
-                    soft_delete(ctx, tx, (child, child_table), child_id, stamp, depth + 1, changes).await?;
-                }
-            }
-        }
-        Ok(())
-    })
+/// Which way a soft-deletion walk goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// Mark live rows deleted at the stamp.
+    Delete,
+    /// Bring back the rows deleted at the stamp.
+    Restore,
 }
 
-/// Brings a row back, then the rows its deletion cascaded to (deleted at the same time).
-fn undelete<'a>(
+/// Deletes (or restores) a row at `stamp`, then, depth first, the rows that refer to it when the
+/// table cascades: live ones when deleting, the ones deleted at the same time when restoring. A
+/// row already in the target state stops the walk, so rows referring to themselves or to each
+/// other in a loop end it.
+fn walk<'a>(
     ctx: &'a Ctx<'_>,
     tx: &'a mut Tx,
     (name, table): (&'a str, &'a Table),
     id: Value,
-    stamp: DateTime<Utc>,
-    depth: usize,
+    (way, stamp, depth): (Walk, DateTime<Utc>, usize),
     changes: &'a mut Vec<Change>,
 ) -> futures::future::BoxFuture<'a, Result<(), Error>> {
     Box::pin(async move {
         cascade_limit(depth, changes)?;
         let mut sql = Sql::default();
-        let p_now = sql.param(ctx.now);
+        let (set, still, action, children_at) = match way {
+            Walk::Delete => {
+                let p = sql.param(stamp);
+                (format!("\"deleted_at\" = {p}, \"updated_at\" = {p}"), "IS NULL", "deleted", None)
+            }
+            Walk::Restore => (
+                format!("\"deleted_at\" = NULL, \"updated_at\" = {}", sql.param(ctx.now)),
+                "IS NOT NULL",
+                "restored",
+                Some(stamp),
+            ),
+        };
         let p_id = sql.param(id.clone());
         let text = format!(
-            "UPDATE {} SET \"deleted_at\" = NULL, \"updated_at\" = {p_now}, \"row_version\" = \"row_version\" + 1 \
-             WHERE {} = {p_id} AND \"deleted_at\" IS NOT NULL",
+            "UPDATE {} SET {set}, \"row_version\" = \"row_version\" + 1 WHERE {} = {p_id} AND \"deleted_at\" {still}",
             ctx.sql_table(name),
             quote(primary(table).0)
         );
         if sql.run_in(tx, text).execute().await.or_store()? == 0 {
             return Ok(());
         }
-        changes.push(Change { table: name.to_owned(), action: "restored", id: id_json(&id), purged: false });
+        changes.push(Change { table: name.to_owned(), action, id: id_json(&id), purged: false });
         if table.cascade {
             for (child, child_table, field, parent_column) in children(ctx, name) {
                 let Some(value) = column_of(ctx, tx, name, table, &id, parent_column).await? else { continue };
-                for child_id in child_ids(ctx, tx, child, child_table, field, &value, Some(stamp)).await? {
-                    undelete(ctx, tx, (child, child_table), child_id, stamp, depth + 1, changes).await?;
+                for child_id in child_ids(ctx, tx, child, child_table, field, &value, children_at).await? {
+                    walk(ctx, tx, (child, child_table), child_id, (way, stamp, depth + 1), changes).await?;
                 }
             }
         }
@@ -574,7 +556,7 @@ pub(crate) async fn restore(
         .as_deref()
         .and_then(super::sql::parse_time)
         .ok_or_else(|| Error::internal("unreadable deleted_at"))?;
-    undelete(ctx, tx, (name, table), id.clone(), stamp, 0, changes).await?;
+    walk(ctx, tx, (name, table), id.clone(), (Walk::Restore, stamp, 0), changes).await?;
     read_back(ctx, tx, name, table, &id).await
 }
 
