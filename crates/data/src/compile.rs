@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::ddl::owner_field;
 use crate::expr::{CmpOp, Expr, Literal, Operand};
-use crate::schema::{FieldType, SchemaFile, Scope, Table};
+use crate::schema::{Field, FieldType, SchemaFile, Scope, Table};
 use crate::values::Typed;
 
 /// The caller, as expressions see it (`auth.id`, `auth.role`, `auth.org`).
@@ -48,8 +48,8 @@ struct Compiler<'a> {
     params: Vec<Typed>,
 }
 
-fn field_kind(schema: &SchemaFile, kind: FieldType, foreign: Option<&str>) -> Kind {
-    match kind {
+fn field_kind(schema: &SchemaFile, field: &Field) -> Kind {
+    match schema.value_kind(field) {
         FieldType::Int | FieldType::Float | FieldType::Decimal => Kind::Number,
         FieldType::String | FieldType::Text | FieldType::Enum => Kind::Text,
         FieldType::Bool => Kind::Bool,
@@ -57,10 +57,8 @@ fn field_kind(schema: &SchemaFile, kind: FieldType, foreign: Option<&str>) -> Ki
         FieldType::Date => Kind::Date,
         FieldType::Datetime => Kind::Time,
         FieldType::Json => Kind::Json,
-        FieldType::Relation => foreign
-            .and_then(|f| f.split_once('.'))
-            .and_then(|(t, c)| schema.tables.get(t)?.fields.get(c))
-            .map_or(Kind::Uuid, |target| field_kind(schema, target.kind, None)),
+        // A relation to a relation: its key is an id.
+        FieldType::Relation => Kind::Uuid,
     }
 }
 
@@ -78,7 +76,7 @@ impl Compiler<'_> {
             if field.encrypt || field.hash {
                 return Err(format!("`{name}` is stored encrypted or hashed and cannot be compared"));
             }
-            field_kind(self.schema, field.kind, field.foreign.as_deref())
+            field_kind(self.schema, field)
         } else if self.table.scope == Scope::Owner && (name == "owner" || name == owner_field(self.table)) {
             return Ok((format!("\"{}\"", owner_field(self.table)), Kind::Uuid));
         } else if self.table.scope == Scope::Org && name == "org_id" {

@@ -85,12 +85,6 @@ pub fn check(
     if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
-/// The type a relation's values have: its target field's.
-fn target_kind<'a>(schema: &'a SchemaFile, field: &'a Field) -> Option<&'a Field> {
-    let (table, column) = field.foreign.as_deref()?.split_once('.')?;
-    schema.tables.get(table)?.fields.get(column)
-}
-
 pub(crate) fn typed(schema: &SchemaFile, field: &Field, value: &Value) -> Result<Typed, String> {
     if field.kind == FieldType::Enum
         && let Value::String(s) = value
@@ -109,12 +103,7 @@ pub(crate) fn convert(schema: &SchemaFile, field: &Field, value: &Value) -> Resu
     if value.is_null() {
         return Ok(Typed::Null);
     }
-    let kind = match field.kind {
-        FieldType::Relation => target_kind(schema, field).map_or(FieldType::Uuid, |target| target.kind),
-        FieldType::File => FieldType::Uuid,
-        other => other,
-    };
-    Ok(match (kind, value) {
+    Ok(match (schema.value_kind(field), value) {
         (FieldType::Int, Value::Number(n)) => Typed::Int(n.as_i64().ok_or("a whole number")?),
         (FieldType::Float | FieldType::Decimal, Value::Number(n)) => Typed::Float(n.as_f64().ok_or("a number")?),
         (FieldType::Bool, Value::Bool(b)) => Typed::Bool(*b),
