@@ -470,29 +470,6 @@ pub async fn replace_refresh(db: &Db, session: Uuid, new: &str, now: DateTime<Ut
     tx.commit().await
 }
 
-/// What a request's access token must still match: (disabled, token_version, instance_admin,
-/// session revoked_at, session expires_at).
-#[derive(Debug, sqlx::FromRow)]
-pub struct AuthState {
-    pub disabled: bool,
-    pub token_version: i64,
-    pub instance_admin: bool,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub expires_at: DateTime<Utc>,
-    pub impersonator_id: Option<Uuid>,
-}
-
-pub async fn auth_state(db: &Db, session: Uuid, user: Uuid) -> Result<Option<AuthState>, StoreError> {
-    db.query(
-        "SELECT u.disabled, u.token_version, u.instance_admin, s.revoked_at, s.expires_at, s.impersonator_id \
-         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND s.user_id = $2",
-    )
-    .bind(session)
-    .bind(user)
-    .fetch_optional()
-    .await
-}
-
 /// A request's authentication in one statement: one row per membership of the user (one row
 /// with no membership when it has none), each carrying the session's and user's state and the
 /// path of the organization the token acts in (`None` when it is gone).

@@ -145,33 +145,32 @@ async fn read_back(
     Ok(rows_out(ctx, name, table, &cols, vec![row]).remove(0))
 }
 
-/// The version and deletion time of a row the caller can see, if any.
-async fn current(
+/// The row `id_text` of `name` as the caller sees it, locked on PostgreSQL until the transaction
+/// ends (so the checks made on it still hold when it changes; SQLite runs one writing
+/// transaction at a time already): its id, version and deletion time. 404 when it cannot be seen.
+async fn locate(
     ctx: &Ctx<'_>,
     tx: &mut Tx,
-    name: &str,
-    table: &Table,
-    id: &Value,
+    (name, table): (&str, &Table),
+    id_text: &str,
     deleted: Deleted,
-) -> Result<Option<(i64, Option<String>)>, Error> {
+) -> Result<(Value, i64, Option<String>), Error> {
+    let id = parse_id(&ctx.loaded.app.schema, table, id_text).ok_or_else(|| not_found(name, id_text))?;
     let mut sql = Sql::default();
     let visible = ctx.visible(&mut sql, table, Operation::Get, deleted)?;
     let p = sql.param(id.clone());
     let deleted_at = if table.soft_delete { "\"deleted_at\"" } else { "NULL" };
-    // Locked on PostgreSQL until the transaction ends, so the checks below hold when the change
-    // is made (SQLite runs one writing transaction at a time already).
     let lock = if tx.backend() == oppidum_store::Backend::Postgres { " FOR UPDATE" } else { "" };
     let text = format!(
         "SELECT \"row_version\", {deleted_at} AS \"deleted_at\" FROM {} WHERE {} = {p} AND {visible}{lock}",
         ctx.sql_table(name),
         quote(primary(table).0)
     );
-    let row: Option<JsonRow> = sql.run_in(tx, text).fetch_optional().await.or_store()?;
-    Ok(row.map(|r| {
-        let version = r.get("row_version").and_then(Json::as_i64).unwrap_or(0);
-        let deleted = r.get("deleted_at").and_then(Json::as_str).map(str::to_owned);
-        (version, deleted)
-    }))
+    let row: JsonRow =
+        sql.run_in(tx, text).fetch_optional().await.or_store()?.ok_or_else(|| not_found(name, id_text))?;
+    let version = row.get("row_version").and_then(Json::as_i64).unwrap_or(0);
+    let deleted = row.get("deleted_at").and_then(Json::as_str).map(str::to_owned);
+    Ok((id, version, deleted))
 }
 
 /// 412 unless `if_match` names `version` (`*` matches any).
@@ -313,10 +312,7 @@ pub(crate) async fn update(
 ) -> Result<Map<String, Json>, Error> {
     let table = ctx.table(name)?;
     ctx.allow(name, table, Operation::Update)?;
-    let schema = &ctx.loaded.app.schema;
-    let id = parse_id(schema, table, id_text).ok_or_else(|| not_found(name, id_text))?;
-    let (version, _) =
-        current(ctx, tx, name, table, &id, Deleted::Hide).await?.ok_or_else(|| not_found(name, id_text))?;
+    let (id, version, _) = locate(ctx, tx, (name, table), id_text, Deleted::Hide).await?;
     precondition(if_match, version)?;
     let values = checked(table, ctx, body, Mode::Update)?;
     if !passes(ctx, tx, name, table, &id, Operation::Update).await? {
@@ -367,9 +363,7 @@ pub(crate) async fn delete(
 ) -> Result<(), Error> {
     let table = ctx.table(name)?;
     ctx.allow(name, table, Operation::Delete)?;
-    let id = parse_id(&ctx.loaded.app.schema, table, id_text).ok_or_else(|| not_found(name, id_text))?;
-    let (version, _) =
-        current(ctx, tx, name, table, &id, Deleted::Hide).await?.ok_or_else(|| not_found(name, id_text))?;
+    let (id, version, _) = locate(ctx, tx, (name, table), id_text, Deleted::Hide).await?;
     precondition(if_match, version)?;
     if !passes(ctx, tx, name, table, &id, Operation::Delete).await? {
         return Err(denied("delete"));
@@ -543,9 +537,7 @@ pub(crate) async fn restore(
 ) -> Result<Map<String, Json>, Error> {
     let table = ctx.table(name)?;
     ctx.allow(name, table, Operation::Restore)?;
-    let id = parse_id(&ctx.loaded.app.schema, table, id_text).ok_or_else(|| not_found(name, id_text))?;
-    let (_, deleted) =
-        current(ctx, tx, name, table, &id, Deleted::Include).await?.ok_or_else(|| not_found(name, id_text))?;
+    let (id, _, deleted) = locate(ctx, tx, (name, table), id_text, Deleted::Include).await?;
     let Some(stamp) = deleted else {
         return Err(err(ErrorKind::Conflict, "not_deleted", format!("Row `{id_text}` of `{name}` is not deleted.")));
     };
@@ -578,8 +570,7 @@ pub(crate) async fn purge(
     if !force {
         return Err(err(ErrorKind::Invalid, "confirmation_required", "Purging cannot be undone: add `force=true`."));
     }
-    let id = parse_id(&ctx.loaded.app.schema, table, id_text).ok_or_else(|| not_found(name, id_text))?;
-    current(ctx, tx, name, table, &id, Deleted::Any).await?.ok_or_else(|| not_found(name, id_text))?;
+    let (id, _, _) = locate(ctx, tx, (name, table), id_text, Deleted::Any).await?;
     if !passes(ctx, tx, name, table, &id, Operation::Purge).await? {
         return Err(denied("purge"));
     }

@@ -30,17 +30,10 @@ async fn world(backend: Backend) -> World {
     site.create_admin("root@example.org", PASSWORD);
     let server = site.start().await;
     let admin = server.login("root@example.org", PASSWORD).await;
-    let me = json(server.get_as("/api/auth/me", &admin.access).await).await;
-    let root = me["org"]["id"].as_str().expect("org").to_owned();
+    let root = server.current_org(&admin.access).await;
     let mut orgs = Vec::new();
     for name in ["Acme", "Other"] {
-        let body = json!({"parent_id": root, "name": name, "kind": "company"});
-        orgs.push(
-            json(server.post_json("/api/orgs", Some(&admin.access), body).await).await["id"]
-                .as_str()
-                .expect("id")
-                .to_owned(),
-        );
+        orgs.push(server.create_org(&admin.access, &root, name, "company").await);
     }
     for (email, org, role) in [
         ("a@x.org", &orgs[0], "member"),
@@ -48,8 +41,7 @@ async fn world(backend: Backend) -> World {
         ("boss@x.org", &orgs[0], "admin"),
         ("c@x.org", &orgs[1], "member"),
     ] {
-        let body = json!({"email": email, "name": email, "password": PASSWORD, "org_id": org, "role": role});
-        assert_eq!(server.post_json("/api/users", Some(&admin.access), body).await.status(), 201);
+        server.create_user(&admin.access, email, PASSWORD, org, role).await;
     }
     let resp = put_app(&server, &admin.access, APP, PROKOV).await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
@@ -442,6 +434,32 @@ async fn data_apps_are_managed_through_the_api(backend: Backend) {
     // The files on disk are the source of truth.
     let files = json(w.server.get_as("/api/apps/prokov", &w.admin.access).await).await;
     assert!(files["schema_yaml"].as_str().expect("yaml").contains("notes_board"));
+    // Edited on disk, an app is reloaded on request; a broken edit leaves the running version.
+    let schema_file = w._site.data_dir().join("apps/prokov/schema.yaml");
+    let reload = |who: &Session| {
+        let token = who.access.clone();
+        let server = &w.server;
+        async move { server.post_json("/api/apps/prokov/reload", Some(&token), json!({})).await }
+    };
+    std::fs::write(&schema_file, "tables: [not, a, map]\n").expect("write");
+    let (status, code, body) = outcome(reload(&w.admin).await).await;
+    assert_eq!((status, code.as_str()), (422, "invalid_schema"), "{body}");
+    assert_eq!(w.items(&w.a, "notes_board", "").await.len(), 1, "still serving");
+    std::fs::write(
+        &schema_file,
+        grown.replace(
+            "      text: { type: text }",
+            "      text: { type: text }\n      done: { type: bool, default: false }",
+        ),
+    )
+    .expect("write");
+    assert_eq!(outcome(reload(&w.boss).await).await.1, "missing_permission");
+    assert_eq!(reload(&w.admin).await.status(), 200);
+    assert_eq!(w.items(&w.a, "notes_board", "").await[0]["done"], Value::Null, "the new column, empty for old rows");
+    assert_eq!(
+        outcome(w.server.post_json("/api/apps/nope/reload", Some(&w.admin.access), json!({})).await).await.1,
+        "unknown_app"
+    );
     // The data dictionary.
     let dictionary = json(w.server.get_as("/api/apps/prokov/_schema", &w.a.access).await).await;
     let tasks = &dictionary["tables"]["tasks"];
@@ -552,7 +570,10 @@ async fn data_named_queries_and_app_roles(backend: Backend) {
         "schema_yaml": "tables:\n  reviews:\n    scope: org\n    fields:\n      id: { type: int, primary: true, auto: true }\n      text: { type: text }\n"});
     let resp = w.server.send(Method::PUT, "/api/apps/hr", Some(&w.admin.access), Some(hr)).await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
-    assert_eq!(outcome(w.server.get_as("/api/apps/hr/reviews", &w.a.access).await).await.1, "app_forbidden");
+    for path in ["/api/apps/hr/reviews", "/api/apps/hr/_schema", "/api/apps/hr/openapi.json", "/api/apps/hr/queries/x"]
+    {
+        assert_eq!(outcome(w.server.get_as(path, &w.a.access).await).await.1, "app_forbidden", "{path}");
+    }
     assert_eq!(w.server.get_as("/api/apps/hr/reviews", &w.boss.access).await.status(), 200);
     let names = |apps: Value| apps.as_array().map(|a| a.iter().map(|x| x["name"].clone()).collect::<Vec<_>>());
     assert_eq!(names(json(w.server.get_as("/api/apps", &w.a.access).await).await), Some(vec![json!("prokov")]));

@@ -29,23 +29,12 @@ async fn world(backend: Backend) -> World {
     site.create_admin("root@example.org", PASSWORD);
     let server = site.start().await;
     let admin = server.login("root@example.org", PASSWORD).await;
-    let me = json(server.get_as("/api/auth/me", &admin.access).await).await;
-    let root = me["org"]["id"].as_str().expect("org").to_owned();
-    let org = |name: &str, kind: &str| {
-        let body = json!({"parent_id": root, "name": name, "kind": kind});
-        let server = &server;
-        let token = admin.access.clone();
-        async move {
-            json(server.post_json("/api/orgs", Some(&token), body).await).await["id"].as_str().expect("id").to_owned()
-        }
-    };
-    let staff = org("Staff", "team").await;
-    let body = json!({"parent_id": staff, "name": "Designers", "kind": "group"});
-    let group = id(&json(server.post_json("/api/orgs", Some(&admin.access), body).await).await);
-    let elsewhere = org("Elsewhere", "team").await;
+    let root = server.current_org(&admin.access).await;
+    let staff = server.create_org(&admin.access, &root, "Staff", "team").await;
+    let group = server.create_org(&admin.access, &staff, "Designers", "group").await;
+    let elsewhere = server.create_org(&admin.access, &root, "Elsewhere", "team").await;
     for (email, org) in [("a@x.org", &staff), ("b@x.org", &staff), ("c@x.org", &group), ("d@x.org", &elsewhere)] {
-        let body = json!({"email": email, "name": email, "password": PASSWORD, "org_id": org, "role": "member"});
-        assert_eq!(server.post_json("/api/users", Some(&admin.access), body).await.status(), 201);
+        server.create_user(&admin.access, email, PASSWORD, org, "member").await;
     }
     let a = server.login("a@x.org", PASSWORD).await;
     let b = server.login("b@x.org", PASSWORD).await;

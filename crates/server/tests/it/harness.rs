@@ -278,6 +278,27 @@ impl TestServer {
         }
     }
 
+    /// The organization `token` acts in.
+    pub async fn current_org(&self, token: &str) -> String {
+        let me = json(self.get_as("/api/auth/me", token).await).await;
+        me["org"]["id"].as_str().expect("org").to_owned()
+    }
+
+    /// Creates an organization below `parent` as `token`; returns its id.
+    pub async fn create_org(&self, token: &str, parent: &str, name: &str, kind: &str) -> String {
+        let body = serde_json::json!({"parent_id": parent, "name": name, "kind": kind});
+        let resp = self.post_json("/api/orgs", Some(token), body).await;
+        assert_eq!(resp.status(), 201, "creating organization {name}");
+        json(resp).await["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Creates a user (named after its email) in `org` with `role` as `token`.
+    pub async fn create_user(&self, token: &str, email: &str, password: &str, org: &str, role: &str) {
+        let body =
+            serde_json::json!({"email": email, "name": email, "password": password, "org_id": org, "role": role});
+        assert_eq!(self.post_json("/api/users", Some(token), body).await.status(), 201, "creating user {email}");
+    }
+
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: serde_json::Value) -> reqwest::Response {
         self.send(reqwest::Method::POST, path, token, Some(body)).await
     }
