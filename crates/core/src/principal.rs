@@ -28,7 +28,7 @@ pub struct Principal {
     pub user_id: Uuid,
     /// The organization the principal acts in.
     pub org_id: Uuid,
-    /// Effective permissions in `org_id` (granted there or on an ancestor).
+    /// Effective permissions in `org_id` (granted there, or administrative ones on an ancestor).
     pub permissions: BTreeSet<String>,
     /// The role held in `org_id` (its own membership or the nearest ancestor's); `None` for API
     /// keys and for users who hold none there.
@@ -47,6 +47,14 @@ impl Principal {
     /// Whether the principal holds `permission` in its current organization.
     pub fn can(&self, permission: &str) -> bool {
         self.instance_admin || self.permissions.contains(permission)
+    }
+
+    /// The same principal acting from the client at `ip` with `user_agent` (a cached
+    /// verification answering a new request).
+    pub fn from_client(mut self, ip: Option<String>, user_agent: Option<String>) -> Self {
+        self.ip = ip;
+        self.user_agent = user_agent;
+        self
     }
 
     /// The session id, when authenticated by an access token.

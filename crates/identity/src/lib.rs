@@ -3,6 +3,7 @@
 //! layer that turns a bearer token into a [`oppidum_core::Principal`] for every other domain.
 
 pub mod audit;
+pub mod cache;
 pub mod error;
 pub mod http;
 pub mod keys;

@@ -35,6 +35,36 @@ pub const ALL: [&str; 13] = [
     APPS_MANAGE,
 ];
 
+/// Administrative permissions: held on an organization, they also hold on every organization below
+/// it (a reseller's administrator manages its customers). Every other permission (`orgs.read`,
+/// `users.read`, `mail.send`, `drive.*`, `data.*`) holds only where the role is held, so a plain
+/// member of the root organization neither lists the customers below it nor reads their drives.
+pub const ADMINISTRATIVE: [&str; 8] = [
+    ORGS_MANAGE,
+    MEMBERS_MANAGE,
+    ROLES_MANAGE,
+    USERS_MANAGE,
+    USERS_IMPERSONATE,
+    AUDIT_READ,
+    API_KEYS_MANAGE,
+    APPS_MANAGE,
+];
+
+/// The part of `held` that holds below the organization where it is held: the administrative
+/// permissions, and the directory reads that go with managing (`users.read` with `users.manage`
+/// or `members.manage`, `orgs.read` with `orgs.manage` or `members.manage`).
+pub fn inherited(held: &BTreeSet<String>) -> BTreeSet<String> {
+    let has = |p: &str| held.contains(p);
+    let mut out: BTreeSet<String> = held.iter().filter(|p| ADMINISTRATIVE.contains(&p.as_str())).cloned().collect();
+    if has(USERS_READ) && (has(USERS_MANAGE) || has(MEMBERS_MANAGE)) {
+        out.insert(USERS_READ.to_owned());
+    }
+    if has(ORGS_READ) && (has(ORGS_MANAGE) || has(MEMBERS_MANAGE)) {
+        out.insert(ORGS_READ.to_owned());
+    }
+    out
+}
+
 /// The built-in roles, valid in every organization.
 pub const BUILTIN_ROLES: [&str; 4] = ["owner", "admin", "member", "guest"];
 

@@ -135,14 +135,17 @@ const LIST_USERS_POSTGRES: &str = "SELECT u.id, u.email, u.name, u.password_hash
      u.disabled, u.token_version, u.locale, u.created_at, u.updated_at, u.last_login_at, u.email_verified_at \
      FROM users u JOIN orgs o ON o.id = u.home_org_id \
      WHERE EXISTS (SELECT 1 FROM jsonb_array_elements_text($1) AS p(prefix) \
-                   WHERE substr(o.path, 1, length(p.prefix)) = p.prefix) \
+                   WHERE CASE WHEN substr(p.prefix, 1, 1) = '=' THEN o.path = substr(p.prefix, 2) \
+                              ELSE substr(o.path, 1, length(p.prefix)) = p.prefix END) \
        AND ($2::text IS NULL OR lower(u.email) LIKE $2 OR lower(u.name) LIKE $2) \
        AND ($3::uuid IS NULL OR u.id > $3) ORDER BY u.id LIMIT $4";
 
 const LIST_USERS_SQLITE: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.home_org_id, u.instance_admin, \
      u.disabled, u.token_version, u.locale, u.created_at, u.updated_at, u.last_login_at, u.email_verified_at \
      FROM users u JOIN orgs o ON o.id = u.home_org_id \
-     WHERE EXISTS (SELECT 1 FROM json_each($1) AS p WHERE substr(o.path, 1, length(p.value)) = p.value) \
+     WHERE EXISTS (SELECT 1 FROM json_each($1) AS p \
+                   WHERE CASE WHEN substr(p.value, 1, 1) = '=' THEN o.path = substr(p.value, 2) \
+                              ELSE substr(o.path, 1, length(p.value)) = p.value END) \
        AND ($2 IS NULL OR lower(u.email) LIKE $2 OR lower(u.name) LIKE $2) \
        AND ($3 IS NULL OR u.id > $3) ORDER BY u.id LIMIT $4";
 
@@ -214,8 +217,14 @@ pub async fn org_in_use(db: &Db, id: Uuid) -> Result<bool, StoreError> {
 }
 
 /// Organizations inside the subtree rooted at `path`.
-pub async fn orgs_under(tx: &mut Tx, path: &str) -> Result<Vec<Org>, StoreError> {
-    tx.query(select_orgs!("WHERE substr(path, 1, length($1)) = $1 ORDER BY path")).bind(path).fetch_all().await
+/// The organizations a scope entry covers: `=<path>` that one alone, `<path>` its subtree.
+pub async fn orgs_under(tx: &mut Tx, entry: &str) -> Result<Vec<Org>, StoreError> {
+    match entry.strip_prefix('=') {
+        Some(path) => tx.query(select_orgs!("WHERE path = $1")).bind(path).fetch_all().await,
+        None => {
+            tx.query(select_orgs!("WHERE substr(path, 1, length($1)) = $1 ORDER BY path")).bind(entry).fetch_all().await
+        }
+    }
 }
 
 /// A user's memberships: (organization path, role name).

@@ -57,7 +57,9 @@ impl AppState {
     }
 }
 
-/// Opens the database as configured.
+/// Opens the database as configured. A database that cannot be reached yet is tried again with
+/// exponential backoff (0.5 s doubling up to 10 s) for `database.connect_retry_secs`, each failure
+/// logged; errors that waiting cannot fix (a malformed URL, a refused password) end at once.
 pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
     let options = DbOptions {
         max_connections: config.database.max_connections,
@@ -66,7 +68,26 @@ pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
     };
     let url = config.database_url();
     let redacted = oppidum_core::config::DatabaseUrl::new(url.clone()).redacted();
-    Db::connect(&url, &options).await.with_context(|| format!("cannot open the database at {redacted}"))
+    let deadline = Instant::now() + Duration::from_secs(config.database.connect_retry_secs);
+    let mut delay = Duration::from_millis(500);
+    let mut attempt = 1u32;
+    loop {
+        match Db::connect(&url, &options).await {
+            Ok(db) => return Ok(db),
+            Err(err) if err.is_unreachable() && Instant::now() + delay < deadline => {
+                tracing::warn!(
+                    attempt,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    error = %err,
+                    "the database at {redacted} does not answer yet; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                attempt += 1;
+            }
+            Err(err) => return Err(err).with_context(|| format!("cannot open the database at {redacted}")),
+        }
+    }
 }
 
 /// Opens the blob store as configured.
@@ -96,6 +117,7 @@ pub async fn build(config: Config, metrics: Option<PrometheusHandle>) -> anyhow:
     let queue = JobQueue::new(db.clone(), clock.clone(), bus.clone(), config.jobs.max_attempts);
     let mailer = mailer(&config, &db, &queue, clock.clone());
     let identity = identity_service(&config, &db, clock.clone(), mailer.clone())?;
+    identity.attach_events(bus.clone());
     identity.ensure_ready().await?;
     let content = oppidum_drive::ContentStore::new(db.clone(), blobs.clone(), clock.clone());
     let drive = oppidum_drive::Drive::new(db.clone(), content, config.drive.clone(), Arc::new(identity.clone()))
@@ -124,7 +146,12 @@ pub fn identity_service(config: &Config, db: &Db, clock: Arc<dyn Clock>, mailer:
     let master = config.secrets.master_key.as_ref().context("secrets.master_key is not set")?;
     let previous: Vec<&str> = config.secrets.previous_master_keys.iter().map(|k| k.expose()).collect();
     let vault = Vault::with_previous(master.expose(), &previous);
-    let base_url = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.http.listen));
+    let base_url = config
+        .identity
+        .app_url
+        .clone()
+        .or_else(|| config.public_url.clone())
+        .unwrap_or_else(|| format!("http://{}", config.http.listen));
     Ok(Identity::new(db.clone(), vault, clock, config.identity.clone(), config.token_issuer(), mailer, base_url))
 }
 

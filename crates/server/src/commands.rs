@@ -23,8 +23,8 @@ pub fn run(cli: Cli) -> ExitCode {
         println!("{}", crate::http::openapi_pretty());
         return ExitCode::SUCCESS;
     }
-    let config = match settings::load(cli.config.as_deref()) {
-        Ok(config) => config,
+    let (config, warnings) = match settings::load(cli.config.as_deref()) {
+        Ok(loaded) => (loaded.config, loaded.warnings),
         Err(problems) => {
             if let Command::Config(ConfigCommand::Check) = command {
                 print_problems(&problems);
@@ -37,6 +37,9 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match command {
         Command::Config(ConfigCommand::Check) => {
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("configuration is valid ({} mode)", mode_name(&config));
             ExitCode::SUCCESS
         }
@@ -46,6 +49,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         other => {
             crate::telemetry::init_logging(&config);
+            for warning in &warnings {
+                tracing::warn!("{warning}");
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(err) => {

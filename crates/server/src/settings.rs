@@ -6,37 +6,88 @@
 use std::path::Path;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Value};
 use oppidum_core::config::{Config, Secret};
 
-/// Loads and validates. `Err` holds every problem found.
-pub fn load(path: Option<&Path>) -> Result<Config, Vec<String>> {
-    let config = parse(path)?;
-    let mut problems = config.problems();
-    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
-        problems.push(format!("log.level: `{}` is not a valid filter ({err})", config.log.level));
-    }
-    if problems.is_empty() { Ok(config) } else { Err(problems) }
+/// A configuration read from its sources, with what was ignored on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Environment variables under `OPPIDUM_` that name no setting (Kubernetes service links
+    /// such as `OPPIDUM_PORT`, scripts' own variables): ignored, to be logged as warnings.
+    pub warnings: Vec<String>,
 }
 
-/// Reads the sources into a [`Config`], without the semantic checks.
-pub fn parse(path: Option<&Path>) -> Result<Config, Vec<String>> {
-    let mut figment = Figment::new();
+/// Loads and validates. `Err` holds every problem found.
+pub fn load(path: Option<&Path>) -> Result<Loaded, Vec<String>> {
+    let loaded = parse(path)?;
+    let mut problems = loaded.config.problems();
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&loaded.config.log.level) {
+        problems.push(format!("log.level: `{}` is not a valid filter ({err})", loaded.config.log.level));
+    }
+    if problems.is_empty() { Ok(loaded) } else { Err(problems) }
+}
+
+/// Reads the sources into a [`Config`], without the semantic checks. Unknown keys in the file are
+/// errors; unknown environment variables are left out with a warning, since the environment is
+/// shared with the platform (a Kubernetes Service named `oppidum` injects `OPPIDUM_PORT`,
+/// `OPPIDUM_SERVICE_HOST`, …).
+pub fn parse(path: Option<&Path>) -> Result<Loaded, Vec<String>> {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    parse_from(path, &vars)
+}
+
+/// [`parse`] with the environment given.
+fn parse_from(path: Option<&Path>, vars: &[(String, String)]) -> Result<Loaded, Vec<String>> {
+    let mut base = Figment::new();
     if let Some(path) = path {
         if !path.is_file() {
             return Err(vec![format!("config file {} does not exist or is not a file", path.display())]);
         }
-        figment = figment.merge(Toml::file_exact(path));
+        base = base.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(
-        Env::prefixed("OPPIDUM_")
-            .filter(|key| {
-                let key = key.as_str().to_ascii_lowercase();
-                key != "config" && !key.starts_with("test_")
-            })
-            .split("__"),
-    );
+    // The file alone must be valid: its unknown keys stay errors.
+    extract(&base)?;
+    let candidates: Vec<(String, String)> = vars
+        .iter()
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix("OPPIDUM_")?.to_ascii_lowercase();
+            (key != "config" && !key.starts_with("test_") && !key.is_empty()).then(|| (name.clone(), value.clone()))
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    let mut kept = Vec::new();
+    for (name, value) in candidates {
+        let single = env_provider(base.clone(), std::slice::from_ref(&(name.clone(), value.clone())));
+        match extract(&single) {
+            Err(problems) if problems.iter().any(|p| is_unknown_key(p)) => {
+                warnings.push(format!("ignoring environment variable {name}: it names no setting"));
+            }
+            // A known setting with a bad value is reported by the full parse below.
+            _ => kept.push((name, value)),
+        }
+    }
+    let config = extract(&env_provider(base, &kept))?;
+    Ok(Loaded { config, warnings })
+}
+
+/// `OPPIDUM_SECTION__KEY` variables as a figment source: lower-cased, `__` between levels,
+/// values parsed as figment parses environment values (numbers, booleans, arrays, strings).
+fn env_provider(figment: Figment, vars: &[(String, String)]) -> Figment {
+    vars.iter().fold(figment, |figment, (name, value)| {
+        let key = name.trim_start_matches("OPPIDUM_").to_ascii_lowercase().replace("__", ".");
+        let value: Value = value.parse().unwrap_or_else(|never: std::convert::Infallible| match never {});
+        figment.merge(Serialized::global(&key, value))
+    })
+}
+
+fn is_unknown_key(problem: &str) -> bool {
+    problem.contains("unknown field") || problem.contains("unknown variant")
+}
+
+/// Extracts a figment into a [`Config`], with secrets read from their `_file` paths.
+fn extract(figment: &Figment) -> Result<Config, Vec<String>> {
     let value: Value = figment.extract().map_err(|err| err.into_iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
     let Value::Dict(_, mut dict) = value else {
         return Err(vec!["the configuration must be a table of settings".into()]);
@@ -160,7 +211,7 @@ mod tests {
         std::fs::write(&secret, "k".repeat(40) + "\n").expect("write");
         let toml = dir.path().join("oppidum.toml");
         std::fs::write(&toml, format!("[secrets]\nmaster_key_file = \"{}\"\n", secret.display())).expect("write");
-        let config = parse(Some(&toml)).expect("parses");
+        let config = parse_from(Some(&toml), &[]).expect("parses").config;
         assert_eq!(config.secrets.master_key.expect("set").expose(), "k".repeat(40));
     }
 
@@ -169,9 +220,34 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let toml = dir.path().join("oppidum.toml");
         std::fs::write(&toml, "[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").expect("write");
-        let problems = parse(Some(&toml)).expect_err("unknown key");
+        let problems = parse_from(Some(&toml), &[]).expect_err("unknown key");
         assert!(problems[0].contains("lisen"), "{problems:?}");
-        assert!(parse(Some(&dir.path().join("missing.toml"))).is_err());
+        assert!(parse_from(Some(&dir.path().join("missing.toml")), &[]).is_err());
+    }
+
+    #[test]
+    fn settings_ignore_unknown_environment_variables_with_a_warning() {
+        let vars: Vec<(String, String)> = [
+            ("OPPIDUM_PORT", "tcp://10.0.0.7:8080"),
+            ("OPPIDUM_SERVICE_HOST", "10.0.0.7"),
+            ("OPPIDUM_BIN", "/usr/bin/oppidum"),
+            ("OPPIDUM_HTTP__LISEN", "x"),
+            ("OPPIDUM_HTTP__LISTEN", "127.0.0.1:9999"),
+            ("OPPIDUM_TEST_DATABASE_URL", "postgres://x"),
+            ("HOME", "/root"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let loaded = parse_from(None, &vars).expect("parses");
+        assert_eq!(loaded.config.http.listen, "127.0.0.1:9999");
+        assert_eq!(loaded.warnings.len(), 4, "{:?}", loaded.warnings);
+        assert!(loaded.warnings.iter().any(|w| w.contains("OPPIDUM_PORT")));
+        assert!(loaded.warnings.iter().any(|w| w.contains("OPPIDUM_HTTP__LISEN")));
+        // A known setting with a bad value is still an error.
+        let bad = vec![("OPPIDUM_HTTP__REQUEST_TIMEOUT_SECS".to_owned(), "soon".to_owned())];
+        let problems = parse_from(None, &bad).expect_err("bad value");
+        assert!(problems.iter().any(|p| p.contains("request_timeout_secs")), "{problems:?}");
     }
 
     #[test]

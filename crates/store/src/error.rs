@@ -46,6 +46,20 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (refused or dropped connection, timeout, a
+    /// PostgreSQL server still starting up or out of connection slots): worth retrying later,
+    /// unlike a bad URL or a wrong password.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)) => true,
+            // 57P03 cannot_connect_now, 53300 too_many_connections.
+            Self::Db(sqlx::Error::Database(db)) => db.code().is_some_and(|code| code == "57P03" || code == "53300"),
+            _ => false,
+        }
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match &error {

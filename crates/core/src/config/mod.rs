@@ -122,11 +122,14 @@ pub struct DatabaseConfig {
     pub migrate_on_start: bool,
     /// How long SQLite waits for a lock before failing.
     pub busy_timeout_ms: u64,
+    /// At start, how long to keep retrying (with backoff, each attempt logged) a database that does
+    /// not answer yet, as when a cluster's nodes start before PostgreSQL; 0 gives up at once.
+    pub connect_retry_secs: u64,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: None, max_connections: 8, migrate_on_start: true, busy_timeout_ms: 5_000 }
+        Self { url: None, max_connections: 8, migrate_on_start: true, busy_timeout_ms: 5_000, connect_retry_secs: 60 }
     }
 }
 
@@ -381,6 +384,14 @@ pub struct IdentityConfig {
     /// instance administrators). Turn off only for tests and demos.
     pub mfa_enforcement: bool,
     pub rate_limits: RateLimits,
+    /// Base of the links account mails carry (`<app_url>/auth/reset-password?token=…`), for a front
+    /// end served elsewhere. Default: `public_url`, else the listen address.
+    pub app_url: Option<String>,
+    /// How long a verified credential (access token, API key, app password) and the principal
+    /// behind it are reused without reading the database. Changes that affect it (sign-out, revoked
+    /// sessions, password or role changes, disabled users) end it at once on every node through the
+    /// event bus; this bounds how long a lost notification can keep it alive. 0 turns the cache off.
+    pub auth_cache_ttl_ms: u64,
 }
 
 impl Default for IdentityConfig {
@@ -393,6 +404,8 @@ impl Default for IdentityConfig {
             audience: "oppidum".into(),
             mfa_enforcement: true,
             rate_limits: RateLimits::default(),
+            app_url: None,
+            auth_cache_ttl_ms: 1_000,
         }
     }
 }

@@ -43,6 +43,18 @@ impl Config {
             },
         }
 
+        if let Some(raw) = &self.identity.app_url {
+            match url::Url::parse(raw) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                    if production && url.scheme() != "https" {
+                        problems.push(format!("identity.app_url: `{raw}` must use https in production"));
+                    }
+                }
+                Ok(_) => problems.push(format!("identity.app_url: `{raw}` must be an http or https URL")),
+                Err(err) => problems.push(format!("identity.app_url: `{raw}` is not a URL ({err})")),
+            }
+        }
+
         for origin in &self.cors.allowed_origins {
             if origin == "*" {
                 if production {

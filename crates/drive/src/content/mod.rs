@@ -12,13 +12,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Duration;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use oppidum_core::time::Clock;
 use oppidum_store::{BlobStore, ByteStream, Db};
 use uuid::Uuid;
 
 use crate::chunker;
 use crate::error::DriveError;
+
+/// Chunks read ahead of the client on a download.
+const READ_AHEAD: usize = 4;
 
 /// What an ingested content is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,25 +208,26 @@ impl ContentStore {
             plan.push((key, from..to, size, compression));
         }
         let blobs = self.blobs.clone();
+        // Each chunk is read whole in one request, and the next ones are read while the client
+        // takes this one: at most READ_AHEAD chunks (≤ 4 MiB) in memory, whatever the file size.
         let stream = futures::stream::iter(plan)
-            .then(move |(key, part, size, compression)| {
+            .map(move |(key, part, size, compression)| {
                 let blobs = blobs.clone();
                 async move {
+                    let io = std::io::Error::other;
                     if compression.is_some() {
                         // Compressed chunks are read whole, then cut.
-                        let read = blobs.get(&key, None).await.map_err(std::io::Error::other)?;
-                        let stored: Vec<Bytes> = read.body.try_collect().await?;
-                        let data = decompress(stored.concat(), size).await?;
+                        let stored = blobs.get_bytes(&key, None).await.map_err(io)?;
+                        let data = decompress(stored, size).await?;
                         let piece = data
                             .slice(usize::try_from(part.start).unwrap_or(0)..usize::try_from(part.end).unwrap_or(0));
-                        return Ok::<_, std::io::Error>(futures::stream::iter([Ok(piece)]).boxed());
+                        return Ok::<_, std::io::Error>(piece);
                     }
                     let whole = part.start == 0 && part.end == size;
-                    let read = blobs.get(&key, (!whole).then_some(part)).await.map_err(std::io::Error::other)?;
-                    Ok::<_, std::io::Error>(read.body)
+                    blobs.get_bytes(&key, (!whole).then_some(part)).await.map_err(io)
                 }
             })
-            .try_flatten();
+            .buffered(READ_AHEAD);
         Ok(stream.boxed())
     }
 
@@ -284,7 +288,7 @@ async fn compress(data: Bytes) -> (Bytes, Option<&'static str>) {
 }
 
 /// The data of a compressed chunk of `size` bytes.
-async fn decompress(stored: Vec<u8>, size: u64) -> Result<Bytes, std::io::Error> {
+async fn decompress(stored: Bytes, size: u64) -> Result<Bytes, std::io::Error> {
     let size = usize::try_from(size).map_err(std::io::Error::other)?;
     let data = tokio::task::spawn_blocking(move || lz4_flex::block::decompress(&stored, size))
         .await

@@ -98,8 +98,10 @@ pub(crate) struct DriveFs {
     drive: Drive,
     scope: Scope,
     /// Paths resolved during this request (dav-server asks for the same path several times per
-    /// request); emptied by every change.
+    /// request, and for every entry of a listing); emptied by every change.
     resolved: Arc<Mutex<HashMap<Vec<u8>, Option<Node>>>>,
+    /// Dead properties read with a listing, by node; emptied by every change.
+    properties: Arc<Mutex<HashMap<uuid::Uuid, Vec<DeadProperty>>>>,
 }
 
 /// The names along a path; non-UTF-8 names cannot exist in a drive.
@@ -110,16 +112,29 @@ fn segments(path: &DavPath) -> Result<Vec<String>, FsError> {
 
 impl DriveFs {
     pub(crate) fn new(drive: Drive, scope: Scope) -> Self {
-        Self { drive, scope, resolved: Arc::default() }
+        Self { drive, scope, resolved: Arc::default(), properties: Arc::default() }
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Option<Node>>> {
         self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Forgets resolved paths: called before anything changes.
+    fn properties_cache(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, Vec<DeadProperty>>> {
+        self.properties.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets resolved paths and properties: called before anything changes.
     fn forget(&self) {
         self.cache().clear();
+        self.properties_cache().clear();
+    }
+
+    /// The dead properties of a node: those read with its folder's listing, or from the database.
+    async fn node_properties(&self, node: &Node) -> Result<Vec<DeadProperty>, FsError> {
+        if let Some(known) = self.properties_cache().get(&node.id) {
+            return Ok(known.clone());
+        }
+        self.drive.properties(node.id).await.map_err(fs_error)
     }
 
     /// The node at `path` (`None`: the top of the drive).
@@ -200,7 +215,20 @@ impl DriveFs {
         if folder.as_ref().is_some_and(|f| f.kind != "folder") {
             return Err(FsError::Forbidden);
         }
-        let children = self.drive.list(&self.scope, folder.map(|f| f.id)).await.map_err(fs_error)?;
+        let (children, properties) =
+            self.drive.list_with_properties(&self.scope, folder.map(|f| f.id)).await.map_err(fs_error)?;
+        // dav-server then asks for each entry's path and properties: answer from what was read.
+        let base = path.as_bytes().strip_suffix(b"/").unwrap_or(path.as_bytes()).to_vec();
+        {
+            let mut resolved = self.cache();
+            for child in &children {
+                let mut key = base.clone();
+                key.push(b'/');
+                key.extend_from_slice(child.name.as_bytes());
+                resolved.insert(key, Some(child.clone()));
+            }
+        }
+        self.properties_cache().extend(properties);
         let entries: Vec<Result<Box<dyn DavDirEntry>, FsError>> =
             children.into_iter().map(|n| Ok(Box::new(Entry(n)) as Box<dyn DavDirEntry>)).collect();
         Ok(Box::pin(futures::stream::iter(entries)))
@@ -231,6 +259,7 @@ impl DriveFs {
     async fn patch(&self, path: &DavPath, patch: Vec<(bool, DavProp)>) -> Result<Vec<(StatusCode, DavProp)>, FsError> {
         let node = self.existing(path).await?;
         self.scope.require_write().map_err(fs_error)?;
+        self.properties_cache().remove(&node.id);
         let mut outcome = Vec::with_capacity(patch.len());
         for (set, prop) in patch {
             let namespace = prop.namespace.clone().unwrap_or_default();
@@ -257,7 +286,7 @@ impl DriveFs {
 
     async fn props(&self, path: &DavPath, content: bool) -> Result<Vec<DavProp>, FsError> {
         let Some(node) = self.node(path).await? else { return Ok(Vec::new()) };
-        let stored = self.drive.properties(node.id).await.map_err(fs_error)?;
+        let stored = self.node_properties(&node).await?;
         Ok(stored
             .into_iter()
             .map(|p| DavProp {
@@ -272,7 +301,7 @@ impl DriveFs {
     async fn prop(&self, path: &DavPath, wanted: DavProp) -> Result<Vec<u8>, FsError> {
         let namespace = wanted.namespace.unwrap_or_default();
         let node = self.node(path).await?.ok_or(FsError::NotFound)?;
-        let stored = self.drive.properties(node.id).await.map_err(fs_error)?;
+        let stored = self.node_properties(&node).await?;
         stored
             .into_iter()
             .find(|p| p.namespace == namespace && p.name == wanted.name)

@@ -1,9 +1,11 @@
 //! Dead properties of files and folders (WebDAV PROPPATCH): arbitrary XML elements a client
 //! stores on a node, kept across moves and copied with it.
 
+use std::collections::HashMap;
+
 use uuid::Uuid;
 
-use super::Drive;
+use super::{Drive, Node, Scope};
 use crate::error::DriveError;
 
 /// Most properties kept on one node.
@@ -21,6 +23,9 @@ pub struct DeadProperty {
     pub xml: Option<Vec<u8>>,
 }
 
+/// A property with the node it belongs to: (node, namespace, name, prefix, xml).
+type PropertyRow = (Uuid, String, String, Option<String>, Option<Vec<u8>>);
+
 impl Drive {
     /// Every dead property of a node.
     pub async fn properties(&self, node: Uuid) -> Result<Vec<DeadProperty>, DriveError> {
@@ -32,6 +37,38 @@ impl Drive {
             .bind(node)
             .fetch_all()
             .await?)
+    }
+
+    /// The live children of a folder (`None`: the top) with their dead properties: two queries
+    /// whatever the number of children (a WebDAV `PROPFIND Depth: 1` asks for both).
+    pub async fn list_with_properties(
+        &self,
+        scope: &Scope,
+        parent: Option<Uuid>,
+    ) -> Result<(Vec<Node>, HashMap<Uuid, Vec<DeadProperty>>), DriveError> {
+        let children = self.list(scope, parent).await?;
+        let key = match parent {
+            None => "root".to_owned(),
+            Some(id) => id.to_string(),
+        };
+        let rows: Vec<PropertyRow> = self
+            .db
+            .query(
+                "SELECT p.node_id, p.namespace, p.name, p.prefix, p.xml FROM drive_properties p \
+                 JOIN drive_nodes n ON n.id = p.node_id \
+                 WHERE n.drive = $1 AND n.parent_key = $2 AND n.trashed_at IS NULL ORDER BY p.namespace, p.name",
+            )
+            .bind(scope.drive.as_str())
+            .bind(key)
+            .fetch_all()
+            .await?;
+        let mut properties: HashMap<Uuid, Vec<DeadProperty>> = children.iter().map(|n| (n.id, Vec::new())).collect();
+        for (node, namespace, name, prefix, xml) in rows {
+            if let Some(list) = properties.get_mut(&node) {
+                list.push(DeadProperty { namespace, name, prefix, xml });
+            }
+        }
+        Ok((children, properties))
     }
 
     /// Sets (adds or replaces) a property.

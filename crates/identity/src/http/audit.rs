@@ -52,7 +52,8 @@ pub async fn export_audit(
             }
         }
     });
-    let mut response = Body::from_stream(stream).into_response();
+    // Fused: a body wrapper (gzip's encoder) may poll again after the end, which `unfold` forbids.
+    let mut response = Body::from_stream(futures::StreamExt::fuse(stream)).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     Ok(response)
 }

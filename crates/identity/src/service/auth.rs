@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{Identity, normalize_email, normalize_name};
 use crate::audit::Outcome;
+use crate::cache::Change;
 use crate::error::{IdentityError, Result};
 use crate::model::{
     ChangePasswordRequest, ClientInfo, LoginRequest, LoginResponse, Me, RefreshRequest, RegisterRequest, Session,
@@ -258,6 +259,7 @@ impl Identity {
             tracing::warn!(%session, "refresh token reused; session revoked");
         }
         if let Some(found) = repo::get_session(&self.db, session).await? {
+            self.auth_changed(Change::User(found.user_id)).await;
             let mut event = Self::event_from(client, "auth.refresh_reuse", Outcome::Failure);
             event.actor_id = Some(found.user_id);
             event.details = serde_json::json!({ "session_id": session });
@@ -270,6 +272,7 @@ impl Identity {
     pub async fn logout(&self, principal: &Principal) -> Result<()> {
         if let Some(session) = principal.session_id() {
             repo::revoke_session(&self.db, session, "logout", self.now()).await?;
+            self.auth_changed(Change::User(principal.user_id)).await;
             let event = Self::event_by(principal, "auth.logout", Outcome::Success);
             self.record(self.about_user(event, principal.user_id).await).await;
         }
@@ -312,6 +315,7 @@ impl Identity {
         let now = self.now();
         repo::set_password(&self.db, user.id, &hash, true, now).await?;
         repo::revoke_sessions_of(&self.db, user.id, Some(session), "password_changed", now).await?;
+        self.auth_changed(Change::User(user.id)).await;
         let (refresh_token, new) = tokens::new_refresh_token();
         repo::replace_refresh(&self.db, session, &new, now).await?;
         let user = repo::get_user(&self.db, user.id).await?.ok_or(IdentityError::NotFound("user"))?;
@@ -332,6 +336,7 @@ impl Identity {
         match repo::get_session(&self.db, id).await? {
             Some(session) if session.user_id == principal.user_id && session.revoked_at.is_none() => {
                 repo::revoke_session(&self.db, id, "revoked_by_user", self.now()).await?;
+                self.auth_changed(Change::User(principal.user_id)).await;
                 let mut event = Self::event_by(principal, "auth.session_revoke", Outcome::Success);
                 event.details = serde_json::json!({ "session_id": id });
                 self.record(self.about_user(event, principal.user_id).await).await;

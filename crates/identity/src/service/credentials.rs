@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::{Access, Grant, Identity, normalize_name};
 use crate::audit::Outcome;
+use crate::cache::{Change, Key};
 use crate::error::{IdentityError, Result};
 use crate::model::ClientInfo;
 use crate::permissions::API_KEYS_MANAGE;
@@ -114,7 +115,7 @@ impl Identity {
         if let Some(bad) = request.permissions.iter().find(|p| !permissions::is_valid(p)) {
             return Err(IdentityError::Invalid("unknown_permission", format!("`{bad}` is not a permission.")));
         }
-        if !access.instance_admin && !request.permissions.is_subset(&access.permissions_on(&org)) {
+        if !access.instance_admin && !request.permissions.is_subset(&access.grantable_on(&org)) {
             return Err(IdentityError::Forbidden(
                 "privilege_escalation",
                 "A key cannot hold permissions you do not hold.".into(),
@@ -182,6 +183,7 @@ impl Identity {
         if deleted == 0 {
             return Err(IdentityError::NotFound("API key"));
         }
+        self.auth_changed(Change::All).await;
         let mut event = Self::event_by(principal, "api_key.delete", Outcome::Success);
         event.target = Some(("api_key", key_id.to_string()));
         self.record(in_org(event, &org)).await;
@@ -202,6 +204,11 @@ impl Identity {
 
     /// Authenticates `oak_<id>_<secret>`.
     pub async fn authenticate_api_key(&self, token: &str, client: &ClientInfo) -> Result<Principal> {
+        let cache_key = Key::of(&["api_key", token]);
+        if let Some(principal) = self.cache.get(&cache_key, self.now().timestamp()) {
+            return Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()));
+        }
+        let epoch = self.cache.epoch();
         let invalid = || IdentityError::InvalidToken("The API key is not valid.".into());
         let rest = token.strip_prefix("oak_").ok_or_else(invalid)?;
         let (id, secret) = rest.split_once('_').ok_or_else(invalid)?;
@@ -219,7 +226,7 @@ impl Identity {
         if key.last_used_at.is_none_or(|t| now - t > Duration::minutes(1)) {
             self.db.query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1").bind(id).bind(now).execute().await?;
         }
-        Ok(Principal {
+        let principal = Principal {
             user_id: key.created_by,
             org_id: key.org_id,
             permissions: key.permissions.0.iter().cloned().collect(),
@@ -227,9 +234,11 @@ impl Identity {
             instance_admin: false,
             credential: Credential::ApiKey { key_id: id },
             impersonator: None,
-            ip: client.ip.clone(),
-            user_agent: client.user_agent.clone(),
-        })
+            ip: None,
+            user_agent: None,
+        };
+        self.cache.put(cache_key, principal.clone(), key.expires_at.map(|e| e.timestamp()), epoch);
+        Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()))
     }
 
     /// The access of an API key: its permissions on its organization's subtree, nothing else.
@@ -238,11 +247,7 @@ impl Identity {
         let org = repo::get_org(&self.db, key.org_id).await?.ok_or(IdentityError::NotFound("organization"))?;
         Ok(Access {
             instance_admin: false,
-            grants: vec![Grant {
-                path: org.path,
-                role: String::new(),
-                permissions: key.permissions.0.into_iter().collect(),
-            }],
+            grants: vec![Grant::new(org.path, String::new(), key.permissions.0.into_iter().collect())],
         })
     }
 
@@ -323,6 +328,7 @@ impl Identity {
         if deleted == 0 {
             return Err(IdentityError::NotFound("app password"));
         }
+        self.auth_changed(Change::User(principal.user_id)).await;
         let event = Self::event_by(principal, "app_password.delete", Outcome::Success);
         self.record(self.about_user(event, principal.user_id).await).await;
         Ok(())
@@ -339,6 +345,11 @@ impl Identity {
     ) -> Result<Principal> {
         let ip = client.ip.as_deref().unwrap_or("unknown");
         self.limits.basic_ip.check_blocked(ip)?;
+        let cache_key = Key::of(&["basic", scope, email, password]);
+        if let Some(principal) = self.cache.get(&cache_key, self.now().timestamp()) {
+            return Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()));
+        }
+        let epoch = self.cache.epoch();
         let email = email.trim().to_lowercase();
         let user = repo::get_user_by_email(&self.db, &email).await?;
         let candidate = tokens::hash_token(password.trim());
@@ -372,7 +383,7 @@ impl Identity {
         }
         let access = self.access(user.id, user.instance_admin).await?;
         let home = repo::get_org(&self.db, user.home_org_id).await?.ok_or(IdentityError::NotFound("organization"))?;
-        Ok(Principal {
+        let principal = Principal {
             user_id: user.id,
             org_id: home.id,
             permissions: access.permissions_on(&home),
@@ -380,9 +391,11 @@ impl Identity {
             instance_admin: user.instance_admin,
             credential: Credential::AppPassword { id: app_password.id, scopes: app_password.scopes.0 },
             impersonator: None,
-            ip: client.ip.clone(),
-            user_agent: client.user_agent.clone(),
-        })
+            ip: None,
+            user_agent: None,
+        };
+        self.cache.put(cache_key, principal.clone(), None, epoch);
+        Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()))
     }
 }
 

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{Identity, normalize_email, normalize_name};
 use crate::audit::Outcome;
+use crate::cache::Change;
 use crate::error::{IdentityError, Result};
 use crate::model::{ClientInfo, Org, User};
 use crate::password::{self, Verified};
@@ -197,6 +198,7 @@ impl Identity {
             .execute()
             .await?;
         repo::revoke_sessions_of(&self.db, user.id, None, "password_reset", now).await?;
+        self.auth_changed(Change::User(user.id)).await;
         if found.kind == "reset" {
             self.mail_user(&user, &user.email, "password_changed", serde_json::json!({ "name": user.name })).await;
         }
@@ -277,6 +279,7 @@ impl Identity {
         let user = match repo::get_user_by_email(&self.db, &email).await? {
             Some(user) => {
                 repo::upsert_member(&self.db, org.id, user.id, &role, now).await?;
+                self.auth_changed(Change::User(user.id)).await;
                 user
             }
             None => {
@@ -359,6 +362,8 @@ impl Identity {
                 other?;
             }
         }
+        // App passwords sign in with the address.
+        self.auth_changed(Change::User(user_id)).await;
         let mut event = crate::audit::Event::new("user.email_changed", Outcome::Success);
         event.actor_id = Some(user_id);
         event.details = serde_json::json!({ "email": email });

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{AccessTokenResponse, Identity};
 use crate::audit::Outcome;
+use crate::cache::Change;
 use crate::error::{IdentityError, Result};
 use crate::permissions::USERS_IMPERSONATE;
 use crate::service::in_org;
@@ -101,6 +102,7 @@ impl Identity {
             return Err(IdentityError::Conflict("not_impersonating", "This session is not an impersonation.".into()));
         };
         repo::revoke_session(&self.db, session, "impersonation_ended", self.now()).await?;
+        self.auth_changed(Change::User(principal.user_id)).await;
         let event = Self::event_by(principal, "auth.impersonate_exit", Outcome::Success);
         self.record(self.about_user(event, principal.user_id).await).await;
         Ok(())

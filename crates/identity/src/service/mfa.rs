@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::Identity;
 use crate::audit::Outcome;
+use crate::cache::Change;
 use crate::error::{IdentityError, Result};
 use crate::model::{ClientInfo, LoginResponse, MfaChallenge, User};
 use crate::password::{self, Verified};
@@ -504,6 +505,7 @@ impl Identity {
         };
         self.clear_mfa(user_id).await?;
         repo::revoke_sessions_of(&self.db, user_id, None, "mfa_reset", self.now()).await?;
+        self.auth_changed(Change::User(user_id)).await;
         let mut event = Self::event_by(principal, "mfa.reset", Outcome::Success);
         event.target = Some(("user", user_id.to_string()));
         self.record(crate::service::in_org(event, &org)).await;

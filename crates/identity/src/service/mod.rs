@@ -22,7 +22,7 @@ pub use impersonation::ImpersonateRequest;
 pub use mfa::{BackupCodes, MfaVerifyRequest, TotpSetup};
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Duration, Utc};
 use oppidum_core::config::IdentityConfig;
@@ -30,9 +30,10 @@ use oppidum_core::principal::Credential;
 use oppidum_core::time::Clock;
 use oppidum_core::vault::Vault;
 use oppidum_core::{OrgAccess, Principal};
-use oppidum_store::Db;
+use oppidum_store::{Db, EventBus};
 use uuid::Uuid;
 
+use crate::cache::{AUTH_CHANGED, AuthCache, Change, Key};
 use crate::error::{IdentityError, Result};
 use crate::keys::Keys;
 use crate::model::{Org, User};
@@ -53,6 +54,10 @@ pub struct Inner {
     pub base_url: String,
     pub mailer: oppidum_mail::Mailer,
     limits: Limits,
+    /// Verified credentials and their principals (see [`crate::cache`]).
+    cache: AuthCache,
+    /// Where changes to principals are announced to the other nodes.
+    events: OnceLock<EventBus>,
 }
 
 struct Limits {
@@ -78,7 +83,10 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-/// What a user may do where: their grants (a role on an organization, covering its subtree).
+/// What a user may do where: their grants (a role on an organization). A grant holds in full on
+/// its own organization; below it, only its administrative permissions hold (see
+/// [`permissions::inherited`]): a reseller's administrator manages its customers, while a plain
+/// member of the root organization sees the root's directory, not every customer's.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     pub instance_admin: bool,
@@ -91,19 +99,40 @@ struct Grant {
     /// The role of the membership this grant comes from.
     role: String,
     permissions: BTreeSet<String>,
+    /// The part of `permissions` that holds on descendant organizations too.
+    inherited: BTreeSet<String>,
+}
+
+impl Grant {
+    fn new(path: String, role: String, permissions: BTreeSet<String>) -> Self {
+        let inherited = permissions::inherited(&permissions);
+        Self { path, role, permissions, inherited }
+    }
+
+    /// Whether this grant says anything about the organization at `path`.
+    fn reaches(&self, path: &str) -> bool {
+        path == self.path || (!self.inherited.is_empty() && path.starts_with(&self.path))
+    }
+
+    /// The permissions it gives on the organization at `path`.
+    fn on(&self, path: &str) -> &BTreeSet<String> {
+        if path == self.path { &self.permissions } else { &self.inherited }
+    }
 }
 
 impl Access {
-    /// Whether `org` is inside a subtree the user has a role in.
+    /// Whether `org` is an organization the user is a member of, or below one where they hold an
+    /// administrative permission.
     pub fn can_see(&self, org: &Org) -> bool {
         self.can_see_path(&org.path)
     }
 
     fn can_see_path(&self, path: &str) -> bool {
-        self.instance_admin || self.grants.iter().any(|g| path.starts_with(&g.path))
+        self.instance_admin || self.grants.iter().any(|g| g.reaches(path))
     }
 
-    /// Permissions effective on `org`: every role held on it or an ancestor.
+    /// Permissions effective on `org`: every role held on it, and the administrative permissions
+    /// of roles held on its ancestors.
     pub fn permissions_on(&self, org: &Org) -> BTreeSet<String> {
         self.permissions_on_path(&org.path)
     }
@@ -112,10 +141,21 @@ impl Access {
         if self.instance_admin {
             return permissions::ALL.iter().map(|p| (*p).to_owned()).collect();
         }
-        self.grants.iter().filter(|g| path.starts_with(&g.path)).flat_map(|g| g.permissions.iter().cloned()).collect()
+        self.grants.iter().filter(|g| g.reaches(path)).flat_map(|g| g.on(path).iter().cloned()).collect()
     }
 
-    /// The role held on `org`: the membership there, or the nearest ancestor's.
+    /// What the user may hand out on `org` (roles, custom roles, API keys): every permission of
+    /// the roles they hold on it or an ancestor. An administrator of a reseller may give a
+    /// customer's user the `member` role, drive access included, without reading that drive
+    /// themselves; nobody grants a permission their own role lacks.
+    pub fn grantable_on(&self, org: &Org) -> BTreeSet<String> {
+        if self.instance_admin {
+            return permissions::ALL.iter().map(|p| (*p).to_owned()).collect();
+        }
+        self.grants.iter().filter(|g| g.reaches(&org.path)).flat_map(|g| g.permissions.iter().cloned()).collect()
+    }
+
+    /// The role held on `org`: the membership there, or the nearest administrative ancestor's.
     pub fn role_on(&self, org: &Org) -> Option<String> {
         self.role_on_path(&org.path)
     }
@@ -123,31 +163,49 @@ impl Access {
     fn role_on_path(&self, path: &str) -> Option<String> {
         self.grants
             .iter()
-            .filter(|g| path.starts_with(&g.path))
+            .filter(|g| g.reaches(path))
             .max_by_key(|g| g.path.len())
             .map(|g| g.role.clone())
             .filter(|role| !role.is_empty())
     }
 
-    /// Roots of the subtrees where the user holds `permission` (all of them for `None`).
+    /// The scope where the user holds `permission` (anything at all for `None`), as entries of
+    /// organization paths: `<path>` for a whole subtree, `=<path>` for that organization alone
+    /// (the form `Db::begin_scoped`, row-level security and the listing queries take).
     pub fn subtrees_with(&self, permission: Option<&str>) -> Vec<String> {
         if self.instance_admin {
             return vec!["/".into()];
         }
-        let mut roots: Vec<String> = self
-            .grants
-            .iter()
-            .filter(|g| permission.is_none_or(|p| g.permissions.contains(p)))
-            .map(|g| g.path.clone())
-            .collect();
-        roots.sort();
-        // Drop subtrees nested in another.
+        let mut subtrees = Vec::new();
+        let mut single = Vec::new();
+        for grant in &self.grants {
+            let (below, here) = match permission {
+                None => (!grant.inherited.is_empty(), true),
+                Some(p) => (grant.inherited.contains(p), grant.permissions.contains(p)),
+            };
+            if below {
+                subtrees.push(grant.path.clone());
+            } else if here {
+                single.push(grant.path.clone());
+            }
+        }
+        subtrees.sort();
+        // Drop what a wider subtree already covers.
         let mut out: Vec<String> = Vec::new();
-        for root in roots {
+        for root in subtrees {
             if !out.iter().any(|r| root.starts_with(r.as_str())) {
                 out.push(root);
             }
         }
+        single.sort();
+        single.dedup();
+        let covered: Vec<String> = out.clone();
+        out.extend(
+            single
+                .into_iter()
+                .filter(|path| !covered.iter().any(|r| path.starts_with(r.as_str())))
+                .map(|p| format!("={p}")),
+        );
         out
     }
 }
@@ -177,7 +235,56 @@ impl Identity {
             register_ip: Limiter::per_minute(config.rate_limits.register_per_ip),
             refresh_ip: Limiter::per_minute(config.rate_limits.refresh_per_ip),
         };
-        Self(Arc::new(Inner { db, keys, clock, config, issuer, base_url, mailer, limits }))
+        let cache = AuthCache::new(std::time::Duration::from_millis(config.auth_cache_ttl_ms));
+        Self(Arc::new(Inner {
+            db,
+            keys,
+            clock,
+            config,
+            issuer,
+            base_url,
+            mailer,
+            limits,
+            cache,
+            events: OnceLock::new(),
+        }))
+    }
+
+    /// Announces changes to principals on `bus` from now on (once; later calls are ignored).
+    pub fn attach_events(&self, bus: EventBus) {
+        let _ = self.events.set(bus);
+    }
+
+    /// Applies the changes other nodes announce, until the bus closes. A receiver that fell
+    /// behind forgets everything: it cannot know what it missed.
+    pub fn spawn_invalidation(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let mut events = self.events.get()?.subscribe();
+        let identity = self.clone();
+        Some(tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match events.recv().await {
+                    Ok(event) if event.topic == AUTH_CHANGED => {
+                        identity.cache.invalidate(Change::from_payload(&event.payload));
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => identity.cache.invalidate(Change::All),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }))
+    }
+
+    /// Records that principals changed: cached verifications of them end here at once, and on
+    /// the other nodes as soon as they hear of it (within the cache's time to live at worst).
+    /// Call it after the change is committed.
+    pub(crate) async fn auth_changed(&self, change: Change) {
+        self.cache.invalidate(change);
+        if let Some(bus) = self.events.get()
+            && let Err(err) = bus.publish(AUTH_CHANGED, change.payload()).await
+        {
+            tracing::warn!(error = %err, "could not announce a change of credentials to the other nodes");
+        }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -250,7 +357,7 @@ impl Identity {
                         .map(|r| r.permissions.0.iter().cloned().collect())
                         .unwrap_or_default()
                 });
-                Grant { path, role, permissions }
+                Grant::new(path, role, permissions)
             })
             .collect();
         Ok(Access { instance_admin, grants })
@@ -317,10 +424,16 @@ impl Identity {
         self.now() + Duration::days(i64::try_from(self.config.refresh_token_ttl_days).unwrap_or(30))
     }
 
-    /// Turns a bearer access token into a principal, checking on every request that its session
-    /// is live, its user enabled and its token version current (so revocation works on every node).
+    /// Turns a bearer access token into a principal, checking that its session is live, its user
+    /// enabled and its token version current (so revocation works on every node). A token seen
+    /// within the cache's time to live is answered from the cache, which every such change clears.
     pub async fn authenticate(&self, token: &str, client: &crate::model::ClientInfo) -> Result<Principal> {
         let now = self.now();
+        let key = Key::of(&["bearer", token]);
+        if let Some(principal) = self.cache.get(&key, now.timestamp()) {
+            return Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()));
+        }
+        let epoch = self.cache.epoch();
         let claims = tokens::verify(&self.keys, token, &self.issuer, &self.config.audience, now).await?;
         let invalid = |why: &str| IdentityError::InvalidToken(format!("The access token is not valid: {why}."));
         // One statement: the session and its user, the organization acted in, the memberships.
@@ -347,7 +460,7 @@ impl Identity {
         if !access.can_see_path(&org_path) {
             return Err(invalid("no longer a member of its organization"));
         }
-        Ok(Principal {
+        let principal = Principal {
             user_id: claims.sub,
             org_id: claims.org,
             permissions: access.permissions_on_path(&org_path),
@@ -355,9 +468,11 @@ impl Identity {
             instance_admin: state.instance_admin,
             credential: Credential::Session { session_id: claims.sid },
             impersonator: state.impersonator_id,
-            ip: client.ip.clone(),
-            user_agent: client.user_agent.clone(),
-        })
+            ip: None,
+            user_agent: None,
+        };
+        self.cache.put(key, principal.clone(), Some(claims.exp), epoch);
+        Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()))
     }
 }
 
@@ -447,11 +562,11 @@ mod tests {
         };
         let access = Access {
             instance_admin: false,
-            grants: vec![Grant {
-                path: "/r/reseller/".into(),
-                role: "admin".into(),
-                permissions: permissions::builtin("admin").unwrap_or_default(),
-            }],
+            grants: vec![Grant::new(
+                "/r/reseller/".into(),
+                "admin".into(),
+                permissions::builtin("admin").unwrap_or_default(),
+            )],
         };
         assert!(access.can_see(&org("/r/reseller/")));
         assert!(access.can_see(&org("/r/reseller/customer/")));
@@ -460,5 +575,46 @@ mod tests {
         assert!(access.permissions_on(&org("/r/reseller/customer/")).contains(permissions::USERS_MANAGE));
         assert!(access.permissions_on(&org("/r/sibling/")).is_empty());
         assert_eq!(access.subtrees_with(Some(permissions::USERS_MANAGE)), vec!["/r/reseller/".to_owned()]);
+        // Administrators keep their directory view below, not the files of the organizations there.
+        let below = access.permissions_on(&org("/r/reseller/customer/"));
+        assert!(below.contains(permissions::USERS_READ) && below.contains(permissions::ORGS_READ));
+        assert!(!below.contains(permissions::DRIVE_READ), "customers' files are not the reseller's");
+    }
+
+    #[test]
+    fn identity_plain_membership_stops_at_its_organization() {
+        let org = |path: &str| Org {
+            id: Uuid::now_v7(),
+            parent_id: None,
+            path: path.into(),
+            name: "x".into(),
+            kind: "x".into(),
+            require_verified_email: false,
+            mfa_required_roles: sqlx::types::Json(Vec::new()),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let member = permissions::builtin("member").unwrap_or_default();
+        let access = Access {
+            instance_admin: false,
+            grants: vec![
+                Grant::new("/r/".into(), "member".into(), member.clone()),
+                Grant::new("/r/team/".into(), "member".into(), member),
+            ],
+        };
+        assert!(access.can_see(&org("/r/")) && access.can_see(&org("/r/team/")));
+        assert!(!access.can_see(&org("/r/customer/")), "a customer below the root is not a member's to see");
+        assert!(access.permissions_on(&org("/r/customer/")).is_empty());
+        assert!(access.permissions_on(&org("/r/")).contains(permissions::USERS_READ));
+        assert_eq!(access.role_on(&org("/r/customer/")), None);
+        assert_eq!(
+            access.subtrees_with(Some(permissions::USERS_READ)),
+            vec!["=/r/".to_owned(), "=/r/team/".to_owned()]
+        );
+        assert_eq!(access.subtrees_with(None), vec!["=/r/".to_owned(), "=/r/team/".to_owned()]);
+        // An administrator role on the root covers the member grant below.
+        let mut both = access.clone();
+        both.grants.push(Grant::new("/r/".into(), "admin".into(), permissions::builtin("admin").unwrap_or_default()));
+        assert_eq!(both.subtrees_with(Some(permissions::USERS_READ)), vec!["/r/".to_owned()]);
     }
 }

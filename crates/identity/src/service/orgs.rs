@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{Access, Identity, normalize_email, normalize_name, path_ids};
 use crate::audit::Outcome;
+use crate::cache::Change;
 use crate::error::{IdentityError, Result};
 use crate::model::{
     AddMemberRequest, CreateOrgRequest, Member, Org, Role, RoleRequest, RoleRow, UpdateMemberRequest, UpdateOrgRequest,
@@ -121,6 +122,7 @@ impl Identity {
             ));
         }
         repo::delete_org(&self.db, id).await?;
+        self.auth_changed(Change::All).await;
         self.org_event(principal, "org.delete", &org, serde_json::json!({ "name": org.name })).await;
         Ok(())
     }
@@ -174,6 +176,7 @@ impl Identity {
         .ok_or(IdentityError::NotFound("user"))?;
         self.check_grantable(&access, &org, &request.role).await?;
         repo::upsert_member(&self.db, org.id, user.id, &request.role, self.now()).await?;
+        self.auth_changed(Change::User(user.id)).await;
         self.member_event(principal, "member.add", &org, user.id, Some(&request.role)).await;
         repo::get_member(&self.db, org.id, user.id).await?.ok_or(IdentityError::NotFound("member"))
     }
@@ -189,6 +192,7 @@ impl Identity {
         repo::get_member(&self.db, org.id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;
         self.check_grantable(&access, &org, &request.role).await?;
         repo::upsert_member(&self.db, org.id, user_id, &request.role, self.now()).await?;
+        self.auth_changed(Change::User(user_id)).await;
         self.member_event(principal, "member.update", &org, user_id, Some(&request.role)).await;
         repo::get_member(&self.db, org.id, user_id).await?.ok_or(IdentityError::NotFound("member"))
     }
@@ -205,6 +209,7 @@ impl Identity {
         if repo::delete_member(&self.db, org.id, user_id).await? == 0 {
             return Err(IdentityError::NotFound("member"));
         }
+        self.auth_changed(Change::User(user_id)).await;
         self.member_event(principal, "member.remove", &org, user_id, None).await;
         Ok(())
     }
@@ -220,7 +225,7 @@ impl Identity {
             .resolve_role(org, role)
             .await?
             .ok_or_else(|| IdentityError::Invalid("unknown_role", format!("There is no role `{role}` here.")))?;
-        let held = access.permissions_on(org);
+        let held = access.grantable_on(org);
         if !access.instance_admin && !role.permissions.is_subset(&held) {
             return Err(IdentityError::Forbidden(
                 "privilege_escalation",
@@ -270,7 +275,7 @@ impl Identity {
         if let Some(bad) = requested.iter().find(|p| !permissions::is_valid(p)) {
             return Err(IdentityError::Invalid("unknown_permission", format!("`{bad}` is not a permission.")));
         }
-        if !access.instance_admin && !requested.is_subset(&access.permissions_on(org)) {
+        if !access.instance_admin && !requested.is_subset(&access.grantable_on(org)) {
             return Err(IdentityError::Forbidden(
                 "privilege_escalation",
                 "A role cannot hold permissions you do not hold.".into(),
@@ -303,6 +308,8 @@ impl Identity {
                 err.into()
             }
         })?;
+        // It may shadow a role of the same name defined higher up.
+        self.auth_changed(Change::All).await;
         let role =
             Role { name: row.name, org_id: row.org_id, builtin: false, description, permissions: request.permissions };
         self.role_event(principal, "role.create", &org, &role).await;
@@ -336,6 +343,7 @@ impl Identity {
         let description: String = request.description.unwrap_or(row.description).chars().take(500).collect();
         let list: Vec<String> = permissions.iter().cloned().collect();
         repo::update_role(&self.db, row.id, &description, &list, self.now()).await?;
+        self.auth_changed(Change::All).await;
         let role = Role { name: row.name, org_id: row.org_id, builtin: false, description, permissions };
         self.role_event(principal, "role.update", &org, &role).await;
         Ok(role)
@@ -348,6 +356,7 @@ impl Identity {
             return Err(IdentityError::Conflict("role_in_use", "Members still hold this role.".into()));
         }
         repo::delete_role(&self.db, row.id).await?;
+        self.auth_changed(Change::All).await;
         let role = Role {
             name: row.name,
             org_id: row.org_id,

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{Identity, normalize_email, normalize_name};
 use crate::audit::Outcome;
+use crate::cache::Change;
 use crate::error::{IdentityError, Result};
 use crate::model::{CreateUserRequest, Page, UpdateUserRequest, User};
 use crate::permissions::{USERS_MANAGE, USERS_READ};
@@ -153,6 +154,9 @@ impl Identity {
         if request.disabled == Some(true) {
             repo::revoke_sessions_of(&self.db, user.id, None, "account_disabled", now).await?;
         }
+        if request.disabled.is_some() {
+            self.auth_changed(Change::User(user.id)).await;
+        }
         let mut event = Self::event_by(principal, "user.update", Outcome::Success);
         event.details = serde_json::json!({ "name": name, "disabled": request.disabled, "locale": locale });
         self.record(self.about_user(event, user.id).await).await;
@@ -171,6 +175,7 @@ impl Identity {
         event.details = serde_json::json!({ "email": user.email });
         let event = self.about_user(event, user.id).await;
         repo::delete_user(&self.db, user.id).await?;
+        self.auth_changed(Change::User(user.id)).await;
         self.record(event).await;
         Ok(())
     }

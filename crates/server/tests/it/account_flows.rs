@@ -113,7 +113,9 @@ async fn password_reset_by_mail(backend: Backend) {
 both!(password_reset_by_mail);
 
 async fn welcome_and_invitations_by_mail(backend: Backend) {
-    let Some((peer, _site, server, admin, root)) = setup(backend, "welcome_and_invitations_by_mail", &[]).await else {
+    // Links point at the front end named by identity.app_url.
+    let app = [("OPPIDUM_IDENTITY__APP_URL", "https://app.example.org/")];
+    let Some((peer, _site, server, admin, root)) = setup(backend, "welcome_and_invitations_by_mail", &app).await else {
         return;
     };
     // An administrator creates an account: the user chooses their password from the welcome mail.
@@ -123,6 +125,8 @@ async fn welcome_and_invitations_by_mail(backend: Backend) {
     assert_eq!(created.status(), 201);
     let token = peer.token_for("w@example.org", 0).await;
     assert!(!peer.messages_to("w@example.org")[0].contains(PASSWORD));
+    let welcome = peer.messages_to("w@example.org")[0].replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    assert!(welcome.contains(&format!("https://app.example.org/auth/set-password?token={token}")), "{welcome}");
     let set = server
         .post_json("/api/auth/password/reset", None, json!({"token": token, "new_password": "chosen by w myself"}))
         .await;

@@ -343,3 +343,64 @@ async fn imported_bcrypt_hash_is_upgraded_at_login(backend: Backend) {
     db.close().await;
 }
 both!(imported_bcrypt_hash_is_upgraded_at_login);
+
+/// Two nodes on one PostgreSQL, each caching verified tokens. A session signed out on node A is
+/// refused by node B: at once through the event bus (node B caches for a minute, so only the
+/// announcement can end its entry), and within the cache's 1 s time to live when node B's
+/// LISTEN connection is killed over and over so that the announcement is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_reaches_other_nodes_within_a_second() {
+    use std::time::{Duration, Instant};
+    if oppidum_store::testing::postgres_admin_url("revocation_reaches_other_nodes_within_a_second").is_none() {
+        return;
+    }
+    let mut site = Site::new(Backend::Postgres).await;
+    site.create_admin(ADMIN, PASSWORD);
+    let a = site.start().await;
+    site.env.push(("OPPIDUM_IDENTITY__AUTH_CACHE_TTL_MS".into(), "60000".into()));
+    let b = site.start().await;
+    site.env.pop();
+    let c = site.start().await;
+
+    // Through the bus.
+    let session = a.login(ADMIN, PASSWORD).await;
+    assert_eq!(b.get_as("/api/auth/me", &session.access).await.status(), 200);
+    assert_eq!(b.get_as("/api/auth/me", &session.access).await.status(), 200, "served from node B's cache");
+    let logout = a.send(Method::POST, "/api/auth/logout", Some(&session.access), None).await;
+    assert_eq!(logout.status(), 204);
+    let signed_out = Instant::now();
+    assert_eq!(a.get_as("/api/auth/me", &session.access).await.status(), 401, "node A refuses at once");
+    let mut refused_after = None;
+    while signed_out.elapsed() < Duration::from_secs(5) {
+        if b.get_as("/api/auth/me", &session.access).await.status() == 401 {
+            refused_after = Some(signed_out.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused_after = refused_after.expect("node B still accepts a signed-out session after 5 s");
+    eprintln!("node B refused the signed-out session {} ms after the sign-out", refused_after.as_millis());
+
+    // Without the bus: node C's listener is killed every 20 ms while the session is signed out.
+    let db = oppidum_store::Db::connect(&site.effective_database_url(), &Default::default()).await.expect("db");
+    let killer = tokio::spawn(async move {
+        loop {
+            let _ = db
+                .query(
+                    "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+                )
+                .fetch_one::<(i64,)>()
+                .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let session = a.login(ADMIN, PASSWORD).await;
+    assert_eq!(c.get_as("/api/auth/me", &session.access).await.status(), 200);
+    let logout = a.send(Method::POST, "/api/auth/logout", Some(&session.access), None).await;
+    assert_eq!(logout.status(), 204);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(c.get_as("/api/auth/me", &session.access).await.status(), 401, "the 1 s bound did not hold");
+    killer.abort();
+}

@@ -1,6 +1,7 @@
 //! Tenancy and permissions across the organization tree: root > reseller > customer, with a
-//! sibling reseller. A role on an organization covers its subtree and nothing else; what is
-//! outside is "not found"; nobody grants more than they hold.
+//! sibling reseller. An administrative role on an organization covers its subtree and nothing
+//! else; a plain member's view stops at the organizations of its memberships; what is outside is
+//! "not found"; nobody grants more than they hold.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -159,6 +160,58 @@ async fn reseller_admin_manages_subtree_only(backend: Backend) {
     assert_eq!(forbidden.status(), 403);
 }
 both!(reseller_admin_manages_subtree_only);
+
+/// A plain member of the root organization (where open registration puts everyone) sees the
+/// root's own directory and nothing of the customers below it: not their users, not their
+/// organizations, not their shared drives.
+async fn root_member_sees_no_customer(backend: Backend) {
+    let site = Site::new(backend).await;
+    let server = site.start().await;
+    let t = tree(&server, &site).await;
+    let member = create_user(&server, &t.admin.access, "m@example.org", &t.root, "member").await;
+    let neighbour = create_user(&server, &t.admin.access, "n@example.org", &t.root, "member").await;
+    let customer_user = create_user(&server, &t.admin.access, "c@example.org", &t.customer, "member").await;
+    let ra = create_user(&server, &t.admin.access, "ra@example.org", &t.reseller, "admin").await;
+
+    for id in [&customer_user.user_id, &ra.user_id] {
+        assert_eq!(status(&server, Method::GET, &format!("/api/users/{id}"), &member.access, None).await, 404);
+    }
+    assert_eq!(
+        status(&server, Method::GET, &format!("/api/users/{}", neighbour.user_id), &member.access, None).await,
+        200
+    );
+    let listed = json(server.get_as("/api/users?limit=200", &member.access).await).await;
+    let emails: Vec<&str> =
+        listed["items"].as_array().expect("items").iter().map(|u| u["email"].as_str().expect("email")).collect();
+    assert!(emails.contains(&"n@example.org") && emails.contains(&"m@example.org"), "{listed}");
+    assert!(!emails.contains(&"c@example.org") && !emails.contains(&"ra@example.org"), "{listed}");
+    let searched = json(server.get_as("/api/users?q=c%40example", &member.access).await).await;
+    assert_eq!(searched["items"].as_array().expect("items").len(), 0, "{searched}");
+
+    let orgs = json(server.get_as("/api/orgs", &member.access).await).await;
+    let ids: Vec<&str> = orgs.as_array().expect("list").iter().map(|o| o["id"].as_str().expect("id")).collect();
+    assert_eq!(ids, vec![t.root.as_str()], "{orgs}");
+    for org in [&t.reseller, &t.customer, &t.sibling] {
+        assert_eq!(status(&server, Method::GET, &format!("/api/orgs/{org}"), &member.access, None).await, 404);
+        assert_eq!(status(&server, Method::GET, &format!("/api/orgs/{org}/members"), &member.access, None).await, 404);
+        let drive = format!("/api/drive/files?drive=org:{org}");
+        assert_eq!(status(&server, Method::GET, &drive, &member.access, None).await, 404, "{drive}");
+        let switch = json!({"org_id": org});
+        assert_eq!(status(&server, Method::POST, "/api/auth/switch-org", &member.access, Some(switch)).await, 404);
+    }
+    // Its own organization's shared drive stays open to it.
+    let own = format!("/api/drive/files?drive=org:{}", t.root);
+    assert_eq!(status(&server, Method::GET, &own, &member.access, None).await, 200);
+
+    // The reseller's administrator still sees and manages its customer's users.
+    assert_eq!(
+        status(&server, Method::GET, &format!("/api/users/{}", customer_user.user_id), &ra.access, None).await,
+        200
+    );
+    let listed = json(server.get_as("/api/users?limit=200", &ra.access).await).await;
+    assert!(listed.to_string().contains("c@example.org"), "{listed}");
+}
+both!(root_member_sees_no_customer);
 
 async fn roles_cannot_escalate_and_custom_roles_apply(backend: Backend) {
     let site = Site::new(backend).await;

@@ -107,3 +107,37 @@ async fn slow_request_times_out_with_json_error() {
     assert!(response.contains(r#""code":"request_timeout""#), "{response}");
     assert!(response.contains(r#""trace_id":"slow-1""#), "{response}");
 }
+
+/// A node started before its PostgreSQL (a cluster coming up) waits for it, logging each attempt,
+/// instead of exiting: the database becomes reachable 6 s after the start (past the first
+/// attempt's 5 s connection timeout), through a TCP relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_waits_for_a_database_that_comes_up_late() {
+    if oppidum_store::testing::postgres_admin_url("start_waits_for_a_database_that_comes_up_late").is_none() {
+        return;
+    }
+    let mut site = Site::new(Backend::Postgres).await;
+    let real = site.database_url.clone().expect("postgres url");
+    let (head, rest) = real.split_once('@').expect("user@host");
+    let (authority, database) = rest.split_once('/').expect("host/db");
+    let relay_port = crate::harness::free_port();
+    site.database_url = Some(format!("{head}@127.0.0.1:{relay_port}/{database}"));
+    let target = authority.to_owned();
+    let relay = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", relay_port)).await.expect("bind relay");
+        loop {
+            let (mut inbound, _) = listener.accept().await.expect("accept");
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let server = site.start().await;
+    assert_eq!(server.get("/readyz").await.status(), 200);
+    assert!(server.log().contains("does not answer yet; retrying"), "{}", server.log());
+    relay.abort();
+}

@@ -58,6 +58,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Streams the blob, or the `range` of it.
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<BlobRead, StoreError>;
 
+    /// Reads the blob, or the `range` of it, whole into memory: for chunk-sized blobs, one read
+    /// instead of a stream of small ones (local files stream in 8 KiB reads, each a hop to a
+    /// blocking thread).
+    async fn get_bytes(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, StoreError>;
+
     /// Metadata, or `None` when absent.
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, StoreError>;
 

@@ -133,6 +133,13 @@ impl BlobStore for ObjectBlobStore {
         Ok(BlobRead { meta, range, body })
     }
 
+    async fn get_bytes(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, StoreError> {
+        let path = Self::path(key)?;
+        let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
+        let result = self.inner.get_opts(&path, options).await.map_err(|err| not_found(err, key))?;
+        Ok(result.bytes().await?)
+    }
+
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, StoreError> {
         let path = Self::path(key)?;
         match self.inner.head(&path).await {
