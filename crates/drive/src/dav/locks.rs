@@ -18,6 +18,9 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub(crate) struct DbLocks {
     db: Db,
     drive: String,
+    /// The live locks as read for lock discovery in this request: a `PROPFIND Depth: 1` asks for
+    /// every entry's locks, answered from one read. Checks before writes always read afresh.
+    discovered: std::sync::Arc<std::sync::Mutex<Option<Vec<DavLock>>>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -133,7 +136,12 @@ fn check_below_path(locks: &[DavLock], path: &DavPath, caller: Caller<'_>, share
 
 impl DbLocks {
     pub(crate) fn new(db: Db, drive: String) -> Self {
-        Self { db, drive }
+        Self { db, drive, discovered: std::sync::Arc::default() }
+    }
+
+    /// Forgets the locks read for discovery: called before any lock changes.
+    fn forget_discovered(&self) {
+        *self.discovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     const SELECT: &'static str = "SELECT token, path, principal, owner_xml, shared, deep, timeout_secs, expires_at \
@@ -261,6 +269,7 @@ impl DavLockSystem for DbLocks {
         shared: bool,
         deep: bool,
     ) -> LsFuture<'_, Result<DavLock, DavLock>> {
+        self.forget_discovered();
         let (path, principal, owner) = (path.clone(), principal.map(str::to_owned), owner.cloned());
         async move {
             match self.try_lock(&path, principal.as_deref(), owner.as_ref(), timeout, shared, deep).await {
@@ -285,6 +294,7 @@ impl DavLockSystem for DbLocks {
     }
 
     fn unlock(&self, path: &DavPath, token: &str) -> LsFuture<'_, Result<(), ()>> {
+        self.forget_discovered();
         let (path, token) = (path.clone(), token.to_owned());
         async move {
             match self.find(&path, &token).await {
@@ -300,6 +310,7 @@ impl DavLockSystem for DbLocks {
     }
 
     fn refresh(&self, path: &DavPath, token: &str, timeout: Option<Duration>) -> LsFuture<'_, Result<DavLock, ()>> {
+        self.forget_discovered();
         let (path, token) = (path.clone(), token.to_owned());
         async move { log_failure(self.try_refresh(&path, &token, timeout).await.map(|l| l.ok_or(())), Err(())) }.boxed()
     }
@@ -329,7 +340,15 @@ impl DavLockSystem for DbLocks {
         let path = path.clone();
         async move {
             let target = segments(&path);
-            let locks = log_failure(self.live().await, Vec::new());
+            let known = self.discovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            let locks = match known {
+                Some(locks) => locks,
+                None => {
+                    let locks = log_failure(self.live().await, Vec::new());
+                    *self.discovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(locks.clone());
+                    locks
+                }
+            };
             locks
                 .into_iter()
                 .filter(|l| {
@@ -342,6 +361,7 @@ impl DavLockSystem for DbLocks {
     }
 
     fn delete(&self, path: &DavPath) -> LsFuture<'_, Result<(), ()>> {
+        self.forget_discovered();
         let path = path.clone();
         async move { log_failure(self.remove_below(&path).await.map(Ok), Err(())) }.boxed()
     }
