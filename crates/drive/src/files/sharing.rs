@@ -1,5 +1,5 @@
 //! Sharing a file or folder with a user or an organization (a group is an organization of kind
-//! `group`; sharing with an organization reaches everyone with a role there or above). A share
+//! `group`; sharing with an organization reaches its members, and the administrators above it). A share
 //! grants `read`, `write` or `manage` (share further, publish links) on the node and everything
 //! below it, and nothing else of the drive.
 
@@ -36,7 +36,7 @@ pub struct NewShare {
     pub user_id: Option<Uuid>,
     /// The user, by the email they sign in with.
     pub email: Option<String>,
-    /// An organization or group: everyone with a role there (or above) gets access.
+    /// An organization or group: its members (and administrators above it) get access.
     pub org_id: Option<Uuid>,
     /// `read`, `write` or `manage`.
     pub access: String,

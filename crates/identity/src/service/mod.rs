@@ -547,9 +547,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn identity_access_follows_the_tree() {
-        let org = |path: &str| Org {
+    /// An organization at `path`, for the access rules.
+    fn org(path: &str) -> Org {
+        Org {
             id: Uuid::now_v7(),
             parent_id: None,
             path: path.into(),
@@ -559,7 +559,11 @@ mod tests {
             mfa_required_roles: sqlx::types::Json(vec!["owner".into(), "admin".into()]),
             created_at: Utc::now(),
             updated_at: Utc::now(),
-        };
+        }
+    }
+
+    #[test]
+    fn identity_access_follows_the_tree() {
         let access = Access {
             instance_admin: false,
             grants: vec![Grant::new(
@@ -583,17 +587,6 @@ mod tests {
 
     #[test]
     fn identity_plain_membership_stops_at_its_organization() {
-        let org = |path: &str| Org {
-            id: Uuid::now_v7(),
-            parent_id: None,
-            path: path.into(),
-            name: "x".into(),
-            kind: "x".into(),
-            require_verified_email: false,
-            mfa_required_roles: sqlx::types::Json(Vec::new()),
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        };
         let member = permissions::builtin("member").unwrap_or_default();
         let access = Access {
             instance_admin: false,

@@ -59,8 +59,19 @@ async fn config_rejects_unknown_keys_and_bad_values() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("http.listen") && stderr.contains("jobs.concurrency"), "{stderr}");
 
-    let site = Site::new(Backend::Sqlite).await.with("OPPIDUM_HTTP__LISTN", "127.0.0.1:1");
+    // An unknown key in the file is an error; in the environment (shared with the platform:
+    // Kubernetes injects OPPIDUM_PORT for a Service named oppidum), a warning.
+    let site = Site::new(Backend::Sqlite)
+        .await
+        .with("OPPIDUM_HTTP__LISTN", "127.0.0.1:1")
+        .with("OPPIDUM_PORT", "tcp://10.0.0.1:80");
     let out = site.cli(&["config", "check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("OPPIDUM_HTTP__LISTN") && stderr.contains("OPPIDUM_PORT"), "{stderr}");
+    let file = site.dir.path().join("oppidum.toml");
+    std::fs::write(&file, "[http]\nlistn = \"127.0.0.1:1\"\n").expect("write");
+    let out = site.cli(&["--config", file.to_str().expect("utf-8 path"), "config", "check"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listn"));
 }

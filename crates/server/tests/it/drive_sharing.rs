@@ -36,6 +36,16 @@ async fn world(backend: Backend) -> World {
     for (email, org) in [("a@x.org", &staff), ("b@x.org", &staff), ("c@x.org", &group), ("d@x.org", &elsewhere)] {
         server.create_user(&admin.access, email, PASSWORD, org, "member").await;
     }
+    // a also belongs to the group it shares with: a plain member of Staff does not see the
+    // organizations below Staff.
+    let joined = server
+        .post_json(
+            &format!("/api/orgs/{group}/members"),
+            Some(&admin.access),
+            json!({"email": "a@x.org", "role": "member"}),
+        )
+        .await;
+    assert!(joined.status().is_success(), "{}", joined.status());
     let a = server.login("a@x.org", PASSWORD).await;
     let b = server.login("b@x.org", PASSWORD).await;
     let c = server.login("c@x.org", PASSWORD).await;
