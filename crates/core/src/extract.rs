@@ -13,7 +13,9 @@ use crate::error::{Error, ErrorKind};
 /// A JSON body. Rejections:
 /// - 415 `unsupported_media_type` when the content type is not JSON,
 /// - 413 `request_body_too_large` past the body limit,
-/// - 400 `invalid_request_body` naming the offending field (`user.email: invalid type ...`).
+/// - 400 `invalid_request_body` naming the offending field (`user.email: invalid type ...`), or
+///   saying the body is not a JSON object (serde would otherwise read `[…]` as a struct's fields
+///   in order).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -33,6 +35,9 @@ where
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(bytes_rejection)?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Error::invalid("invalid_request_body", "The request body must be a JSON object."));
+        }
         parse_json(&bytes).map(Json)
     }
 }
@@ -43,10 +48,13 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// Parses `bytes` as JSON into `T`, naming the path of the first offending field.
+/// Parses `bytes` as JSON into `T`, naming the path of the first offending field. A number with
+/// no fractional part (`5.0`) counts as an integer, as JSON Schema says it is.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|err| Error::invalid("invalid_request_body", format!("The request body is not valid JSON: {err}.")))?;
+    integral_floats_to_integers(&mut value);
+    let value = serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let (message, field) = if path.is_empty() || path == "." {
@@ -60,10 +68,27 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         }
         error
     })?;
-    deserializer
-        .end()
-        .map_err(|err| Error::invalid("invalid_request_body", format!("The request body has trailing data: {err}.")))?;
     Ok(value)
+}
+
+/// Rewrites `5.0` as `5` (within the 64-bit integer ranges) throughout `value`.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|f| number.is_f64() && f.fract() == 0.0) {
+                // Exact conversions only: beyond ±2^53 a float may not be the integer it shows.
+                const EXACT: f64 = 9_007_199_254_740_992.0;
+                if float.abs() <= EXACT {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let integer = float as i64;
+                    *number = serde_json::Number::from(integer);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 fn is_json_content_type(headers: &http::HeaderMap) -> bool {
@@ -153,5 +178,19 @@ mod tests {
         let (status, body) = call("application/json", big).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(body["code"], "request_body_too_large");
+    }
+
+    #[tokio::test]
+    async fn json_takes_objects_only_and_integral_floats_as_integers() {
+        let (status, body) = call("application/json", r#"["a", {"zip": 1}]"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], "invalid_request_body");
+        let (status, _) = call("application/json", r#"{"name":"a","address":{"zip":75.0}}"#).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = call("application/json", r#"{"name":"a","address":{"zip":75.5}}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["details"]["field"], "address.zip");
+        let (status, _) = call("application/json", r#"{"name":"a","address":{"zip":1}} x"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "trailing data");
     }
 }

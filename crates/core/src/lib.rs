@@ -2,6 +2,7 @@
 //! JSON form, ids, time, and the axum extractors that turn bad input into our error format.
 
 pub mod config;
+pub mod email;
 pub mod error;
 pub mod extract;
 pub mod ids;

@@ -162,6 +162,7 @@ pub async fn table_schema(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Batch {
+    #[schema(min_items = 1, max_items = 100)]
     pub operations: Vec<BatchOperation>,
 }
 
@@ -209,6 +210,7 @@ pub async fn create(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetQuery {
     /// Also find a deleted row the caller may restore.
     pub include_deleted: Option<bool>,
@@ -273,6 +275,7 @@ pub async fn restore(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PurgeQuery {
     /// Must be `true`: purging cannot be undone.
     pub force: Option<bool>,

@@ -173,6 +173,7 @@ pub async fn append(db: &Db, event: Event, now: DateTime<Utc>) -> Result<Entry, 
 
 /// Filters of `GET /api/audit`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Filter {
     pub actor: Option<Uuid>,
     pub action: Option<String>,

@@ -155,8 +155,11 @@ pub struct Me {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(value_type = oppidum_core::email::EmailAddress)]
     pub email: String,
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
 }
 
@@ -179,6 +182,7 @@ pub struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
+    #[schema(min_length = 10, max_length = 256)]
     pub new_password: String,
 }
 
@@ -192,8 +196,10 @@ pub struct SwitchOrgRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateOrgRequest {
     pub parent_id: Uuid,
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     #[serde(default = "default_kind")]
+    #[schema(pattern = r"^\s*[A-Za-z0-9_-]{1,64}\s*$")]
     pub kind: String,
 }
 
@@ -204,10 +210,13 @@ fn default_kind() -> String {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrgRequest {
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: Option<String>,
+    #[schema(pattern = r"^\s*[A-Za-z0-9_-]{1,64}\s*$")]
     pub kind: Option<String>,
     pub require_verified_email: Option<bool>,
     /// Roles that must use 2FA here (default: owner and admin).
+    #[schema(value_type = Option<Vec<RoleName>>)]
     pub mfa_required_roles: Option<Vec<String>>,
 }
 
@@ -216,19 +225,23 @@ pub struct UpdateOrgRequest {
 pub struct AddMemberRequest {
     /// The user to add, by id or by email.
     pub user_id: Option<Uuid>,
+    #[schema(value_type = Option<oppidum_core::email::EmailAddress>)]
     pub email: Option<String>,
+    #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
     pub role: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMemberRequest {
+    #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
     pub role: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
+    #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -245,12 +258,16 @@ pub struct UpdateRoleRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[schema(value_type = oppidum_core::email::EmailAddress)]
     pub email: String,
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     /// Optional initial password; without one the user cannot sign in until one is set.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: Option<String>,
     pub org_id: Uuid,
     #[serde(default = "default_role")]
+    #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
     pub role: String,
 }
 
@@ -261,9 +278,34 @@ fn default_role() -> String {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: Option<String>,
     pub disabled: Option<bool>,
+    #[schema(value_type = Option<Locale>)]
     pub locale: Option<String>,
+}
+
+/// A role's name (the OpenAPI shape of one): built-in (`owner`, `admin`, `member`, `guest`) or
+/// custom, 1 to 64 of a-z, 0-9, `_` and `-`.
+pub struct RoleName;
+
+impl utoipa::PartialSchema for RoleName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^[a-z0-9_-]{1,64}$"))
+            .into()
+    }
+}
+
+impl ToSchema for RoleName {}
+
+/// A locale mail and pages can use.
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Locale {
+    En,
+    Fr,
 }
 
 /// A page of results with the cursor of the next one.

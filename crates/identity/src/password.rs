@@ -15,6 +15,8 @@ use crate::error::{IdentityError, Result};
 pub const MIN_LEN: usize = 10;
 /// Longest password accepted (hashing cost is bounded).
 pub const MAX_LEN: usize = 1_024;
+/// Longest password in characters (as the OpenAPI document says; at most `MAX_LEN` bytes).
+pub const MAX_CHARS: usize = 256;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -76,10 +78,10 @@ pub fn validate(password: &str) -> Result<()> {
             format!("The password must have at least {MIN_LEN} characters."),
         ));
     }
-    if password.len() > MAX_LEN {
+    if len > MAX_CHARS || password.len() > MAX_LEN {
         return Err(IdentityError::Invalid(
             "weak_password",
-            format!("The password must have at most {MAX_LEN} bytes."),
+            format!("The password must have at most {MAX_CHARS} characters."),
         ));
     }
     Ok(())

@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<Mailer> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<oppidum_core::email::EmailAddress>)]
     pub to: Vec<String>,
     pub template: Option<String>,
     #[serde(default)]
@@ -64,6 +65,9 @@ async fn send_for(mailer: &Mailer, principal: &Principal, body: SendRequest) -> 
     }
     // Every address is checked before anything is queued: all or nothing.
     for to in &body.to {
+        if !oppidum_core::email::is_valid(to.trim()) {
+            return Err(MailError::Invalid("invalid_email", format!("`{}` is not an email address.", to.trim())));
+        }
         parse_mailbox(to)?;
     }
     let org = Some(principal.org_id);

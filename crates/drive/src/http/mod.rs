@@ -33,8 +33,10 @@ async fn scope_for(drive: &Drive, principal: &Principal, parent: Option<Uuid>, n
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DriveQuery {
     /// `me` (default) or `org:<organization id>` for an organization's shared drive.
+    #[param(pattern = r"^(me|org:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub drive: Option<String>,
 }
 
@@ -94,18 +96,21 @@ pub(crate) fn with_etag(node: &Node, mut response: Response) -> Response {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// The folder; absent for the top level.
     pub parent: Option<Uuid>,
     /// Which drive's top level (`me` or `org:<id>`), when `parent` is absent.
+    #[param(pattern = r"^(me|org:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub drive: Option<String>,
     /// `name` (default), `updated` or `size`; folders always come first.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<SortKey>, inline)]
     pub sort: Option<SortKey>,
     /// `asc` (default) or `desc`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<Order>, inline)]
     pub order: Option<Order>,
     /// `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 200).
     pub limit: Option<i64>,
@@ -140,10 +145,17 @@ pub async fn create_folder(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     pub parent: Option<Uuid>,
+    #[param(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^/\\\x00-\x1f\x7f-\x9f]*[^/\\\s\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// Which drive's top level (`me` or `org:<id>`), when `parent` is absent.
+    #[param(pattern = r"^(me|org:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub drive: Option<String>,
 }
 
@@ -152,6 +164,7 @@ pub struct UploadQuery {
 #[utoipa::path(put, path = "/api/drive/upload", tag = "drive", params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = Node), (status = 200, body = Node), (status = 412, description = "`etag_mismatch`", body = ErrorBody),
+        (status = 409, description = "`name_taken`: a folder has that name", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 507, description = "`quota_exceeded`", body = ErrorBody)))]
 pub async fn upload(
     State(drive): State<Drive>,
@@ -213,6 +226,7 @@ pub async fn trash(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
     /// A version id; default the current one.
     pub version: Option<Uuid>,

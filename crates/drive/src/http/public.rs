@@ -126,6 +126,7 @@ pub async fn folder(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DropQuery {
     /// The file's name; a number is added when the folder already has one by that name.
     pub name: String,

@@ -99,7 +99,9 @@ pub async fn capabilities(State(drive): State<Drive>) -> Response {
 
 /// Opens a resumable upload (tus creation): `Upload-Length`, `Upload-Metadata` with `filename`
 /// and optionally `parent` or `drive`.
-#[utoipa::path(post, path = "/api/drive/uploads", tag = "drive",
+#[utoipa::path(post, path = "/api/drive/uploads", tag = "drive", params(("Tus-Resumable" = String, Header, description = "The tus protocol version: `1.0.0`"),
+        ("Upload-Length" = u64, Header, description = "Size of the whole upload in bytes"),
+        ("Upload-Metadata" = Option<String>, Header, description = "`filename <base64>`, optional `parent <base64 folder id>` or `drive <base64>`")),
     responses((status = 201, description = "Created; `Location` is the upload's URL"), (status = 400, body = ErrorBody),
         (status = 412, description = "`tus_version`", body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 507, body = ErrorBody)))]
@@ -139,8 +141,9 @@ pub async fn create(State(drive): State<Drive>, principal: Principal, headers: H
 }
 
 /// Where an upload stands (tus `HEAD`): `Upload-Offset` and `Upload-Length`.
-#[utoipa::path(head, path = "/api/drive/uploads/{id}", tag = "drive", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "`Upload-Offset`, `Upload-Length`"), (status = 404)))]
+#[utoipa::path(head, path = "/api/drive/uploads/{id}", tag = "drive", params(("id" = Uuid, Path), ("Tus-Resumable" = String, Header, description = "The tus protocol version: `1.0.0`")),
+    responses((status = 200, description = "`Upload-Offset`, `Upload-Length`"), (status = 404),
+        (status = 412, description = "`tus_version`", body = ErrorBody)))]
 pub async fn status(State(drive): State<Drive>, principal: Principal, Path(id): Path<Uuid>) -> Response {
     match drive.session(principal.user_id, id).await {
         Ok(session) => tus_headers(progress(&session, StatusCode::OK), &drive),
@@ -151,11 +154,13 @@ pub async fn status(State(drive): State<Drive>, principal: Principal, Path(id): 
 
 /// Sends a part (tus `PATCH`, `Content-Type: application/offset+octet-stream`) at the current
 /// `Upload-Offset`; `409 offset_mismatch` when it is not where the upload stands.
-#[utoipa::path(patch, path = "/api/drive/uploads/{id}", tag = "drive", params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/api/drive/uploads/{id}", tag = "drive", params(("id" = Uuid, Path), ("Tus-Resumable" = String, Header, description = "The tus protocol version: `1.0.0`"),
+        ("Upload-Offset" = u64, Header, description = "Where this part starts: the offset `HEAD` reported")),
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
     responses((status = 204, description = "Stored; `Upload-Offset` is the new offset; `Oppidum-File-Id` once complete"),
         (status = 404, body = ErrorBody), (status = 409, description = "`offset_mismatch`", body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, description = "`virus_detected`", body = ErrorBody)))]
+        (status = 412, description = "`tus_version`", body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, description = "`virus_detected`", body = ErrorBody)))]
 pub async fn append(
     State(drive): State<Drive>,
     principal: Principal,
@@ -193,8 +198,8 @@ pub async fn append(
 }
 
 /// Abandons an upload (tus termination).
-#[utoipa::path(delete, path = "/api/drive/uploads/{id}", tag = "drive", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/drive/uploads/{id}", tag = "drive", params(("id" = Uuid, Path), ("Tus-Resumable" = String, Header, description = "The tus protocol version: `1.0.0`")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 412, description = "`tus_version`", body = ErrorBody)))]
 pub async fn cancel(State(drive): State<Drive>, principal: Principal, Path(id): Path<Uuid>) -> Response {
     match drive.cancel_session(&principal, id).await {
         Ok(()) => tus_headers(StatusCode::NO_CONTENT.into_response(), &drive),

@@ -117,9 +117,13 @@ pub async fn switch_org(
 #[serde(deny_unknown_fields)]
 pub struct BootstrapRequest {
     /// The one-time token printed by `oppidum serve` or `oppidum admin bootstrap`.
+    #[schema(min_length = 1)]
     pub token: String,
+    #[schema(value_type = oppidum_core::email::EmailAddress)]
     pub email: String,
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
 }
 

@@ -27,19 +27,23 @@ pub struct ForgotRequest {
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     /// From the reset or set-password link.
+    #[schema(min_length = 1)]
     pub token: String,
+    #[schema(min_length = 10, max_length = 256)]
     pub new_password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    #[schema(min_length = 1)]
     pub token: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailChangeRequest {
+    #[schema(value_type = oppidum_core::email::EmailAddress)]
     pub new_email: String,
     pub password: String,
 }
@@ -109,7 +113,8 @@ pub async fn accept_invitation(
 
 /// Asks to change the account's address; a link goes to the new one.
 #[utoipa::path(post, path = "/api/auth/email", tag = "auth", request_body = EmailChangeRequest,
-    responses((status = 202), (status = 403, description = "`wrong_password`", body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 202), (status = 403, description = "`wrong_password`", body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody)))]
 pub async fn request_email_change(
     State(identity): State<Identity>,
     principal: Principal,

@@ -96,7 +96,8 @@ pub async fn enroll(
 
 /// Turns 2FA off (password and a current code).
 #[utoipa::path(post, path = "/api/auth/2fa/disable", tag = "auth", request_body = DisableRequest,
-    responses((status = 204), (status = 403, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody),
+        (status = 409, description = "`mfa_disabled`: two-factor authentication is already off", body = ErrorBody)))]
 pub async fn disable(
     State(identity): State<Identity>,
     principal: Principal,

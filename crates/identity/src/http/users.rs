@@ -16,10 +16,12 @@ use crate::model::{CreateUserRequest, Page, UpdateUserRequest, User};
 type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
     /// Matches email or name.
     pub q: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
     pub limit: Option<i64>,
@@ -60,7 +62,8 @@ pub async fn get_user(
 
 /// Renames, disables or enables a user; disabling ends their sessions at once.
 #[utoipa::path(patch, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)), request_body = UpdateUserRequest,
-    responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = User), (status = 404, body = ErrorBody),
+        (status = 409, description = "`cannot_disable_self`", body = ErrorBody)))]
 pub async fn update_user(
     State(identity): State<Identity>,
     principal: Principal,
@@ -71,7 +74,8 @@ pub async fn update_user(
 }
 
 #[utoipa::path(delete, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "`cannot_delete_self`", body = ErrorBody)))]
 pub async fn delete_user(
     State(identity): State<Identity>,
     principal: Principal,

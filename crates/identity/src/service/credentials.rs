@@ -53,10 +53,21 @@ pub struct NewApiKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     pub permissions: BTreeSet<String>,
-    /// Days until it expires; none: never.
+    /// Days until it expires, 1 to 3650; none: never.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
+}
+
+/// A protocol an app password unlocks (the OpenAPI shape of [`APP_PASSWORD_SCOPES`]).
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum AppPasswordScope {
+    Dav,
+    Mail,
+    Sync,
 }
 
 /// An app password as listed (never its secret).
@@ -86,8 +97,10 @@ pub struct NewAppPassword {
 #[serde(deny_unknown_fields)]
 pub struct CreateAppPasswordRequest {
     /// Where it is used: "Thunderbird on the laptop".
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     /// Protocols it unlocks: `dav`, `mail`, `sync`.
+    #[schema(min_items = 1, value_type = Vec<AppPasswordScope>)]
     pub scopes: BTreeSet<String>,
 }
 
@@ -111,6 +124,9 @@ impl Identity {
         request: CreateApiKeyRequest,
     ) -> Result<NewApiKey> {
         let name = normalize_name(&request.name, "key name")?;
+        if request.expires_in_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+            return Err(IdentityError::Invalid("invalid_expiry", "`expires_in_days` must be 1 to 3650.".into()));
+        }
         let (org, access) = self.authorize(principal, org_id, API_KEYS_MANAGE).await?;
         if let Some(bad) = request.permissions.iter().find(|p| !permissions::is_valid(p)) {
             return Err(IdentityError::Invalid("unknown_permission", format!("`{bad}` is not a permission.")));

@@ -41,17 +41,22 @@ pub struct Invitation {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteRequest {
+    #[schema(value_type = oppidum_core::email::EmailAddress)]
     pub email: String,
+    #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
     pub role: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvitationRequest {
+    #[schema(min_length = 1)]
     pub token: String,
     /// For a new account.
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: Option<String>,
     /// For a new account.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: Option<String>,
 }
 

@@ -15,7 +15,8 @@ mod users;
 pub use audit_log::{AuditPages, in_org};
 pub use auth::AccessTokenResponse;
 pub use credentials::{
-    APP_PASSWORD_SCOPES, ApiKey, AppPassword, CreateApiKeyRequest, CreateAppPasswordRequest, NewApiKey, NewAppPassword,
+    APP_PASSWORD_SCOPES, ApiKey, AppPassword, AppPasswordScope, CreateApiKeyRequest, CreateAppPasswordRequest,
+    NewApiKey, NewAppPassword,
 };
 pub use flows::{AcceptInvitationRequest, Invitation, InviteRequest};
 pub use impersonation::ImpersonateRequest;
@@ -479,12 +480,7 @@ impl Identity {
 /// Lower-cases and checks an email address.
 pub fn normalize_email(email: &str) -> Result<String> {
     let email = email.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-        })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if valid {
+    if oppidum_core::email::is_valid(&email) {
         Ok(email)
     } else {
         Err(IdentityError::Invalid("invalid_email", "This is not a valid email address.".into()))

@@ -7,6 +7,7 @@ mod csp;
 mod health;
 mod meta;
 pub mod middleware;
+mod openapi_rules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(drive);
     let (_, data) = oppidum_data::http::routes().split_for_parts();
     doc.merge(data);
+    openapi_rules::complete(&mut doc);
     doc
 }
 
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
     doc.merge(drive_doc);
     let (data, data_doc) = oppidum_data::http::routes().split_for_parts();
     doc.merge(data_doc);
+    openapi_rules::complete(&mut doc);
     let config = &state.config;
     let app: Router = Router::new()
         .merge(system.with_state(state.clone()))
