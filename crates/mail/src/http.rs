@@ -23,11 +23,27 @@ pub fn routes() -> OpenApiRouter<Mailer> {
     OpenApiRouter::new().routes(routes!(send)).routes(routes!(put_template))
 }
 
+/// One recipient (the OpenAPI shape): `a@example.org` or `Name <a@example.org>`.
+pub struct Recipient;
+
+impl utoipa::PartialSchema for Recipient {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let address = oppidum_core::email::PATTERN.trim_start_matches('^').trim_end_matches('$');
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(format!(r"^\s*({address}|[A-Za-z0-9][A-Za-z0-9 '-]{{0,62}} <{address}>)\s*$")))
+            .max_length(Some(320))
+            .into()
+    }
+}
+
+impl ToSchema for Recipient {}
+
 /// A message: either `template` (+ `variables`, `locale`) or `subject` + `text` (+ `html`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
-    #[schema(min_items = 1, max_items = 1000, value_type = Vec<oppidum_core::email::EmailAddress>)]
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<Recipient>)]
     pub to: Vec<String>,
     pub template: Option<String>,
     #[serde(default)]
@@ -65,9 +81,6 @@ async fn send_for(mailer: &Mailer, principal: &Principal, body: SendRequest) -> 
     }
     // Every address is checked before anything is queued: all or nothing.
     for to in &body.to {
-        if !oppidum_core::email::is_valid(to.trim()) {
-            return Err(MailError::Invalid("invalid_email", format!("`{}` is not an email address.", to.trim())));
-        }
         parse_mailbox(to)?;
     }
     let org = Some(principal.org_id);

@@ -22,6 +22,11 @@ use crate::error::DriveError;
 
 /// Chunks read ahead of the client on a download.
 const READ_AHEAD: usize = 4;
+/// Chunks of an upload being stored at once.
+const STORE_AHEAD: usize = 3;
+/// The sample of a chunk compressed first: when it does not shrink, the chunk is stored as is
+/// without compressing the rest (media, archives, encrypted data).
+const COMPRESS_SAMPLE: usize = 16 * 1024;
 
 /// What an ingested content is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,16 +66,34 @@ impl ContentStore {
         let mut size = 0_u64;
         let mut new_bytes = 0_u64;
         let mut list = Vec::new();
-        let mut stream = std::pin::pin!(chunker::chunks(body));
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(DriveError::Upload)?;
-            size += chunk.data.len() as u64;
-            if size > limit {
-                return Err(DriveError::TooLarge(limit));
+        // Chunks arrive in order; up to STORE_AHEAD of them are being stored at once (blob writes
+        // and compression overlap the next chunks' hashing), still answered in order. Memory stays
+        // bounded by that many chunks.
+        {
+            let stored = chunker::chunks(body)
+                .map(|chunk| {
+                    let chunk = chunk.map_err(DriveError::Upload);
+                    let accepted = chunk.and_then(|chunk| {
+                        size += chunk.data.len() as u64;
+                        if size > limit {
+                            return Err(DriveError::TooLarge(limit));
+                        }
+                        hasher.update(&chunk.data);
+                        Ok(chunk)
+                    });
+                    async move {
+                        let chunk = accepted?;
+                        let written = self.store_chunk(&chunk.hash, chunk.data.clone()).await?;
+                        Ok::<_, DriveError>((chunk.hash, chunk.data.len() as u64, written))
+                    }
+                })
+                .buffered(STORE_AHEAD);
+            let mut stored = std::pin::pin!(stored);
+            while let Some(outcome) = stored.next().await {
+                let (hash, len, written) = outcome?;
+                new_bytes += written;
+                list.push((hash, len));
             }
-            hasher.update(&chunk.data);
-            new_bytes += self.store_chunk(&chunk.hash, chunk.data.clone()).await?;
-            list.push((chunk.hash, chunk.data.len() as u64));
         }
         Ok(Manifest { hash: hasher.finalize().to_hex().to_string(), size, chunks: list, new_bytes })
     }
@@ -280,11 +303,24 @@ mod tests;
 /// logs); already compressed data (media, archives) is stored as is.
 async fn compress(data: Bytes) -> (Bytes, Option<&'static str>) {
     let original = data.clone();
-    let packed = tokio::task::spawn_blocking(move || lz4_flex::block::compress(&data)).await;
+    let packed = tokio::task::spawn_blocking(move || {
+        let sample = &data[..data.len().min(COMPRESS_SAMPLE)];
+        if data.len() > COMPRESS_SAMPLE && !saves_a_tenth(sample.len(), lz4_flex::block::compress(sample).len()) {
+            return None;
+        }
+        Some(lz4_flex::block::compress(&data))
+    })
+    .await
+    .ok()
+    .flatten();
     match packed {
-        Ok(packed) if packed.len() < original.len() - original.len() / 10 => (Bytes::from(packed), Some("lz4")),
+        Some(packed) if saves_a_tenth(original.len(), packed.len()) => (Bytes::from(packed), Some("lz4")),
         _ => (original, None),
     }
+}
+
+fn saves_a_tenth(original: usize, packed: usize) -> bool {
+    packed < original - original / 10
 }
 
 /// The data of a compressed chunk of `size` bytes.
