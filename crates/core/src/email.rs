@@ -14,11 +14,7 @@ pub struct EmailAddress;
 impl utoipa::PartialSchema for EmailAddress {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         let inner = PATTERN.trim_start_matches('^').trim_end_matches('$');
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(format!(r"^\s*{inner}\s*$")))
-            .max_length(Some(MAX_LEN))
-            .into()
+        crate::schema::string(Some(&format!(r"^\s*{inner}\s*$")), None, Some(MAX_LEN))
     }
 }
 

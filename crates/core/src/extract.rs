@@ -49,12 +49,17 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
 }
 
 /// Parses `bytes` as JSON into `T`, naming the path of the first offending field. A number with
-/// no fractional part (`5.0`) counts as an integer, as JSON Schema says it is.
+/// no fractional part (`5.0`) counts as an integer, as JSON Schema says it is: a body that does
+/// not fit `T` as sent is read again with such numbers rewritten, so the usual body costs one
+/// parse.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|err| Error::invalid("invalid_request_body", format!("The request body is not valid JSON: {err}.")))?;
     integral_floats_to_integers(&mut value);
-    let value = serde_path_to_error::deserialize(value).map_err(|err| {
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let (message, field) = if path.is_empty() || path == "." {
@@ -67,8 +72,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             error = error.with_details(serde_json::json!({ "field": field }));
         }
         error
-    })?;
-    Ok(value)
+    })
 }
 
 /// Rewrites `5.0` as `5` (within the 64-bit integer ranges) throughout `value`.

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod ids;
 pub mod principal;
+pub mod schema;
 pub mod time;
 pub mod vault;
 

@@ -10,6 +10,7 @@ pub mod dav;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod shapes;
 pub mod sniff;
 #[cfg(test)]
 mod testing;

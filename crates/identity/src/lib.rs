@@ -13,6 +13,7 @@ pub mod permissions;
 pub mod ratelimit;
 pub mod repo;
 pub mod service;
+pub mod shapes;
 pub mod tokens;
 
 pub use error::IdentityError;

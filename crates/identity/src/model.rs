@@ -157,9 +157,9 @@ pub struct Me {
 pub struct RegisterRequest {
     #[schema(value_type = oppidum_core::email::EmailAddress)]
     pub email: String,
-    #[schema(min_length = 10, max_length = 256)]
+    #[schema(value_type = crate::shapes::NewPassword)]
     pub password: String,
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(value_type = crate::shapes::DisplayName)]
     pub name: String,
 }
 
@@ -182,7 +182,7 @@ pub struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
-    #[schema(min_length = 10, max_length = 256)]
+    #[schema(value_type = crate::shapes::NewPassword)]
     pub new_password: String,
 }
 
@@ -196,10 +196,10 @@ pub struct SwitchOrgRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateOrgRequest {
     pub parent_id: Uuid,
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(value_type = crate::shapes::DisplayName)]
     pub name: String,
     #[serde(default = "default_kind")]
-    #[schema(pattern = r"^\s*[A-Za-z0-9_-]{1,64}\s*$")]
+    #[schema(value_type = crate::shapes::OrgKind)]
     pub kind: String,
 }
 
@@ -210,13 +210,13 @@ fn default_kind() -> String {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrgRequest {
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(value_type = Option<crate::shapes::DisplayName>)]
     pub name: Option<String>,
-    #[schema(pattern = r"^\s*[A-Za-z0-9_-]{1,64}\s*$")]
+    #[schema(value_type = Option<crate::shapes::OrgKind>)]
     pub kind: Option<String>,
     pub require_verified_email: Option<bool>,
     /// Roles that must use 2FA here (default: owner and admin).
-    #[schema(value_type = Option<Vec<RoleName>>)]
+    #[schema(value_type = Option<Vec<crate::shapes::RoleName>>)]
     pub mfa_required_roles: Option<Vec<String>>,
 }
 
@@ -227,21 +227,21 @@ pub struct AddMemberRequest {
     pub user_id: Option<Uuid>,
     #[schema(value_type = Option<oppidum_core::email::EmailAddress>)]
     pub email: Option<String>,
-    #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
+    #[schema(value_type = crate::shapes::RoleName)]
     pub role: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMemberRequest {
-    #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
+    #[schema(value_type = crate::shapes::RoleName)]
     pub role: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
-    #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
+    #[schema(value_type = crate::shapes::RoleName)]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -260,14 +260,14 @@ pub struct UpdateRoleRequest {
 pub struct CreateUserRequest {
     #[schema(value_type = oppidum_core::email::EmailAddress)]
     pub email: String,
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(value_type = crate::shapes::DisplayName)]
     pub name: String,
     /// Optional initial password; without one the user cannot sign in until one is set.
-    #[schema(min_length = 10, max_length = 256)]
+    #[schema(value_type = Option<crate::shapes::NewPassword>)]
     pub password: Option<String>,
     pub org_id: Uuid,
     #[serde(default = "default_role")]
-    #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
+    #[schema(value_type = crate::shapes::RoleName)]
     pub role: String,
 }
 
@@ -278,27 +278,12 @@ fn default_role() -> String {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(value_type = Option<crate::shapes::DisplayName>)]
     pub name: Option<String>,
     pub disabled: Option<bool>,
     #[schema(value_type = Option<Locale>)]
     pub locale: Option<String>,
 }
-
-/// A role's name (the OpenAPI shape of one): built-in (`owner`, `admin`, `member`, `guest`) or
-/// custom, 1 to 64 of a-z, 0-9, `_` and `-`.
-pub struct RoleName;
-
-impl utoipa::PartialSchema for RoleName {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(r"^[a-z0-9_-]{1,64}$"))
-            .into()
-    }
-}
-
-impl ToSchema for RoleName {}
 
 /// A locale mail and pages can use.
 #[derive(Debug, Clone, Copy, ToSchema)]

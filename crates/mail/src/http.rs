@@ -29,11 +29,8 @@ pub struct Recipient;
 impl utoipa::PartialSchema for Recipient {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         let address = oppidum_core::email::PATTERN.trim_start_matches('^').trim_end_matches('$');
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(format!(r"^\s*({address}|[A-Za-z0-9][A-Za-z0-9 '-]{{0,62}} <{address}>)\s*$")))
-            .max_length(Some(320))
-            .into()
+        let pattern = format!(r"^\s*({address}|[A-Za-z0-9][A-Za-z0-9 '-]{{0,62}} <{address}>)\s*$");
+        oppidum_core::schema::string(Some(&pattern), None, Some(320))
     }
 }
 

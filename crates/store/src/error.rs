@@ -44,9 +44,7 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, Self::Db(sqlx::Error::Database(db)) if db.is_unique_violation())
     }
-}
 
-impl StoreError {
     /// Whether the database could not be reached (refused or dropped connection, timeout, a
     /// PostgreSQL server still starting up or out of connection slots): worth retrying later,
     /// unlike a bad URL or a wrong password.

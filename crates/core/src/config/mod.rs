@@ -481,6 +481,28 @@ mod tests {
     }
 
     #[test]
+    fn config_app_url_must_be_a_web_url() {
+        for (raw, expected) in [
+            ("https://app.example.org/", None),
+            ("ftp://app.example.org/", Some("must be an http or https URL")),
+            ("not a url", Some("is not a URL")),
+        ] {
+            let mut config = Config::default();
+            config.identity.app_url = Some(raw.into());
+            let problems = config.problems().join("\n");
+            match expected {
+                None => assert!(problems.is_empty(), "{raw}: {problems}"),
+                Some(text) => {
+                    assert!(problems.contains("identity.app_url") && problems.contains(text), "{raw}: {problems}")
+                }
+            }
+        }
+        let mut config = Config { mode: Mode::Production, ..Config::default() };
+        config.identity.app_url = Some("http://app.example.org/".into());
+        assert!(config.problems().join("\n").contains("identity.app_url: `http://app.example.org/` must use https"));
+    }
+
+    #[test]
     fn config_byte_size_parses_units() {
         assert_eq!(ByteSize::parse("2MiB"), Ok(ByteSize(2 << 20)));
         assert_eq!(ByteSize::parse("512 KB"), Ok(ByteSize(512_000)));

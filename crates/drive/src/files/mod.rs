@@ -102,11 +102,7 @@ pub struct Version {
 #[serde(deny_unknown_fields)]
 pub struct CreateFolder {
     pub parent_id: Option<Uuid>,
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^/\\\x00-\x1f\x7f-\x9f]*[^/\\\s\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = crate::shapes::NodeName)]
     pub name: String,
 }
 
@@ -116,22 +112,14 @@ pub struct CopyNode {
     /// Destination folder; absent for the top level.
     pub parent_id: Option<Uuid>,
     /// New name; default the same.
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^/\\\x00-\x1f\x7f-\x9f]*[^/\\\s\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Option<crate::shapes::NodeName>)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateNode {
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^/\\\x00-\x1f\x7f-\x9f]*[^/\\\s\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Option<crate::shapes::NodeName>)]
     pub name: Option<String>,
     /// Move into this folder (`null` for the top level is not expressible here: use `to_root`).
     pub parent_id: Option<Uuid>,

@@ -36,7 +36,7 @@ async fn scope_for(drive: &Drive, principal: &Principal, parent: Option<Uuid>, n
 #[into_params(parameter_in = Query)]
 pub struct DriveQuery {
     /// `me` (default) or `org:<organization id>` for an organization's shared drive.
-    #[param(pattern = r"^(me|org:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
+    #[param(value_type = Option<crate::shapes::DriveSelector>, inline)]
     pub drive: Option<String>,
 }
 
@@ -101,7 +101,7 @@ pub struct ListQuery {
     /// The folder; absent for the top level.
     pub parent: Option<Uuid>,
     /// Which drive's top level (`me` or `org:<id>`), when `parent` is absent.
-    #[param(pattern = r"^(me|org:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
+    #[param(value_type = Option<crate::shapes::DriveSelector>, inline)]
     pub drive: Option<String>,
     /// `name` (default), `updated` or `size`; folders always come first.
     #[param(value_type = Option<SortKey>, inline)]
@@ -148,14 +148,10 @@ pub async fn create_folder(
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     pub parent: Option<Uuid>,
-    #[param(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^/\\\x00-\x1f\x7f-\x9f]*[^/\\\s\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[param(value_type = crate::shapes::NodeName, inline)]
     pub name: String,
     /// Which drive's top level (`me` or `org:<id>`), when `parent` is absent.
-    #[param(pattern = r"^(me|org:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
+    #[param(value_type = Option<crate::shapes::DriveSelector>, inline)]
     pub drive: Option<String>,
 }
 

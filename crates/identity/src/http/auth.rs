@@ -121,9 +121,9 @@ pub struct BootstrapRequest {
     pub token: String,
     #[schema(value_type = oppidum_core::email::EmailAddress)]
     pub email: String,
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(value_type = crate::shapes::DisplayName)]
     pub name: String,
-    #[schema(min_length = 10, max_length = 256)]
+    #[schema(value_type = crate::shapes::NewPassword)]
     pub password: String,
 }
 

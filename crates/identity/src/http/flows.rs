@@ -29,7 +29,7 @@ pub struct ResetRequest {
     /// From the reset or set-password link.
     #[schema(min_length = 1)]
     pub token: String,
-    #[schema(min_length = 10, max_length = 256)]
+    #[schema(value_type = crate::shapes::NewPassword)]
     pub new_password: String,
 }
 

@@ -53,7 +53,7 @@ pub struct NewApiKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(value_type = crate::shapes::DisplayName)]
     pub name: String,
     pub permissions: BTreeSet<String>,
     /// Days until it expires, 1 to 3650; none: never.
@@ -97,7 +97,7 @@ pub struct NewAppPassword {
 #[serde(deny_unknown_fields)]
 pub struct CreateAppPasswordRequest {
     /// Where it is used: "Thunderbird on the laptop".
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(value_type = crate::shapes::DisplayName)]
     pub name: String,
     /// Protocols it unlocks: `dav`, `mail`, `sync`.
     #[schema(min_items = 1, value_type = Vec<AppPasswordScope>)]
@@ -220,11 +220,10 @@ impl Identity {
 
     /// Authenticates `oak_<id>_<secret>`.
     pub async fn authenticate_api_key(&self, token: &str, client: &ClientInfo) -> Result<Principal> {
-        let cache_key = Key::of(&["api_key", token]);
-        if let Some(principal) = self.cache.get(&cache_key, self.now().timestamp()) {
-            return Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()));
-        }
-        let epoch = self.cache.epoch();
+        self.cached(Key::of(&["api_key", token]), client, self.verify_api_key(token)).await
+    }
+
+    async fn verify_api_key(&self, token: &str) -> Result<(Principal, Option<i64>)> {
         let invalid = || IdentityError::InvalidToken("The API key is not valid.".into());
         let rest = token.strip_prefix("oak_").ok_or_else(invalid)?;
         let (id, secret) = rest.split_once('_').ok_or_else(invalid)?;
@@ -253,8 +252,7 @@ impl Identity {
             ip: None,
             user_agent: None,
         };
-        self.cache.put(cache_key, principal.clone(), key.expires_at.map(|e| e.timestamp()), epoch);
-        Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()))
+        Ok((principal, key.expires_at.map(|e| e.timestamp())))
     }
 
     /// The access of an API key: its permissions on its organization's subtree, nothing else.
@@ -361,11 +359,18 @@ impl Identity {
     ) -> Result<Principal> {
         let ip = client.ip.as_deref().unwrap_or("unknown");
         self.limits.basic_ip.check_blocked(ip)?;
-        let cache_key = Key::of(&["basic", scope, email, password]);
-        if let Some(principal) = self.cache.get(&cache_key, self.now().timestamp()) {
-            return Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()));
-        }
-        let epoch = self.cache.epoch();
+        let key = Key::of(&["basic", scope, email, password]);
+        self.cached(key, client, self.verify_basic(email, password, scope, client)).await
+    }
+
+    async fn verify_basic(
+        &self,
+        email: &str,
+        password: &str,
+        scope: &str,
+        client: &ClientInfo,
+    ) -> Result<(Principal, Option<i64>)> {
+        let ip = client.ip.as_deref().unwrap_or("unknown");
         let email = email.trim().to_lowercase();
         let user = repo::get_user_by_email(&self.db, &email).await?;
         let candidate = tokens::hash_token(password.trim());
@@ -410,8 +415,7 @@ impl Identity {
             ip: None,
             user_agent: None,
         };
-        self.cache.put(cache_key, principal.clone(), None, epoch);
-        Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()))
+        Ok((principal, None))
     }
 }
 

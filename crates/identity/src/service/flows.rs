@@ -43,7 +43,7 @@ pub struct Invitation {
 pub struct InviteRequest {
     #[schema(value_type = oppidum_core::email::EmailAddress)]
     pub email: String,
-    #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
+    #[schema(value_type = crate::shapes::RoleName)]
     pub role: String,
 }
 
@@ -53,10 +53,10 @@ pub struct AcceptInvitationRequest {
     #[schema(min_length = 1)]
     pub token: String,
     /// For a new account.
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(value_type = Option<crate::shapes::DisplayName>)]
     pub name: Option<String>,
     /// For a new account.
-    #[schema(min_length = 10, max_length = 256)]
+    #[schema(value_type = Option<crate::shapes::NewPassword>)]
     pub password: Option<String>,
 }
 

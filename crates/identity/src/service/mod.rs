@@ -200,13 +200,8 @@ impl Access {
         }
         single.sort();
         single.dedup();
-        let covered: Vec<String> = out.clone();
-        out.extend(
-            single
-                .into_iter()
-                .filter(|path| !covered.iter().any(|r| path.starts_with(r.as_str())))
-                .map(|p| format!("={p}")),
-        );
+        single.retain(|path| !out.iter().any(|r| path.starts_with(r.as_str())));
+        out.extend(single.into_iter().map(|p| format!("={p}")));
         out
     }
 }
@@ -259,13 +254,15 @@ impl Identity {
     /// Applies the changes other nodes announce, until the bus closes. A receiver that fell
     /// behind forgets everything: it cannot know what it missed.
     pub fn spawn_invalidation(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let mut events = self.events.get()?.subscribe();
+        let bus = self.events.get()?;
+        let (mut events, node) = (bus.subscribe(), bus.node());
         let identity = self.clone();
         Some(tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 match events.recv().await {
-                    Ok(event) if event.topic == AUTH_CHANGED => {
+                    // This node's own announcements were applied when made.
+                    Ok(event) if event.topic == AUTH_CHANGED && event.origin != node => {
                         identity.cache.invalidate(Change::from_payload(&event.payload));
                     }
                     Ok(_) => {}
@@ -429,12 +426,29 @@ impl Identity {
     /// enabled and its token version current (so revocation works on every node). A token seen
     /// within the cache's time to live is answered from the cache, which every such change clears.
     pub async fn authenticate(&self, token: &str, client: &crate::model::ClientInfo) -> Result<Principal> {
-        let now = self.now();
-        let key = Key::of(&["bearer", token]);
-        if let Some(principal) = self.cache.get(&key, now.timestamp()) {
+        self.cached(Key::of(&["bearer", token]), client, self.verify_bearer(token)).await
+    }
+
+    /// Answers with the cached principal of `key`, or awaits `verify` (a verification against
+    /// the database, returning the principal and the credential's own expiry) and caches it. The
+    /// cache's epoch is taken before `verify` runs, so a change committed meanwhile wins.
+    pub(crate) async fn cached(
+        &self,
+        key: Key,
+        client: &crate::model::ClientInfo,
+        verify: impl std::future::Future<Output = Result<(Principal, Option<i64>)>>,
+    ) -> Result<Principal> {
+        if let Some(principal) = self.cache.get(&key, self.now().timestamp()) {
             return Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()));
         }
         let epoch = self.cache.epoch();
+        let (principal, expires_at) = verify.await?;
+        self.cache.put(key, principal.clone(), expires_at, epoch);
+        Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()))
+    }
+
+    async fn verify_bearer(&self, token: &str) -> Result<(Principal, Option<i64>)> {
+        let now = self.now();
         let claims = tokens::verify(&self.keys, token, &self.issuer, &self.config.audience, now).await?;
         let invalid = |why: &str| IdentityError::InvalidToken(format!("The access token is not valid: {why}."));
         // One statement: the session and its user, the organization acted in, the memberships.
@@ -472,8 +486,7 @@ impl Identity {
             ip: None,
             user_agent: None,
         };
-        self.cache.put(key, principal.clone(), Some(claims.exp), epoch);
-        Ok(principal.from_client(client.ip.clone(), client.user_agent.clone()))
+        Ok((principal, Some(claims.exp)))
     }
 }
 
@@ -487,13 +500,16 @@ pub fn normalize_email(email: &str) -> Result<String> {
     }
 }
 
+/// Longest display name, in characters.
+pub const NAME_MAX_CHARS: usize = 200;
+
 /// Trims and checks a display name.
 pub fn normalize_name(name: &str, what: &'static str) -> Result<String> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > NAME_MAX_CHARS || name.chars().any(char::is_control) {
         return Err(IdentityError::Invalid(
             "invalid_name",
-            format!("The {what} must have 1 to 200 printable characters."),
+            format!("The {what} must have 1 to {NAME_MAX_CHARS} printable characters."),
         ));
     }
     Ok(name.to_owned())

@@ -67,6 +67,13 @@ impl ObjectBlobStore {
         Self { inner: Arc::new(InMemory::new()), backend: "memory" }
     }
 
+    /// Starts reading `key` (or its `range`).
+    async fn open(&self, key: &str, range: Option<Range<u64>>) -> Result<object_store::GetResult, StoreError> {
+        let path = Self::path(key)?;
+        let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
+        self.inner.get_opts(&path, options).await.map_err(|err| not_found(err, key))
+    }
+
     fn path(key: &str) -> Result<Path, StoreError> {
         validate_key(key)?;
         Path::parse(key).map_err(|_| StoreError::InvalidKey(key.chars().take(100).collect()))
@@ -124,9 +131,7 @@ impl BlobStore for ObjectBlobStore {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<BlobRead, StoreError> {
-        let path = Self::path(key)?;
-        let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
-        let result = self.inner.get_opts(&path, options).await.map_err(|err| not_found(err, key))?;
+        let result = self.open(key, range).await?;
         let meta = meta_of(&result.meta);
         let range = result.range.clone();
         let body = result.into_stream().map_err(std::io::Error::other).boxed();
@@ -134,10 +139,7 @@ impl BlobStore for ObjectBlobStore {
     }
 
     async fn get_bytes(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, StoreError> {
-        let path = Self::path(key)?;
-        let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
-        let result = self.inner.get_opts(&path, options).await.map_err(|err| not_found(err, key))?;
-        Ok(result.bytes().await?)
+        Ok(self.open(key, range).await?.bytes().await?)
     }
 
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, StoreError> {

@@ -19,6 +19,11 @@ async fn exercise(store: &dyn BlobStore) {
     assert_eq!(meta.size, 11);
     assert_eq!(read_all(store, "a/b/greeting.txt", None).await, b"hello world");
     assert_eq!(read_all(store, "a/b/greeting.txt", Some(6..11)).await, b"world");
+    // Read whole into memory: the same bytes, ranges included.
+    assert_eq!(store.get_bytes("a/b/greeting.txt", None).await.expect("get_bytes"), &b"hello world"[..]);
+    assert_eq!(store.get_bytes("a/b/greeting.txt", Some(0..5)).await.expect("range"), &b"hello"[..]);
+    assert!(matches!(store.get_bytes("a/b/missing", None).await, Err(StoreError::BlobNotFound(_))));
+    assert!(matches!(store.get_bytes("../escape", None).await, Err(StoreError::InvalidKey(_))));
     assert_eq!(store.head("a/b/greeting.txt").await.expect("head").map(|m| m.size), Some(11));
     assert_eq!(store.list("a").await.expect("list").len(), 1);
 
