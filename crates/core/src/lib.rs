@@ -1,6 +1,7 @@
 //! Shared kernel of Oppidum: the types every crate speaks — configuration, the error type and its
 //! JSON form, ids, time, and the axum extractors that turn bad input into our error format.
 
+pub mod body;
 pub mod config;
 pub mod email;
 pub mod error;

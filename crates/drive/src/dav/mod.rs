@@ -11,7 +11,6 @@ mod locks;
 mod tests;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use dav_server::davpath::DavPath;
@@ -133,7 +132,5 @@ async fn serve(state: DavState, req: Request) -> Response {
     let response = state.handler.handle_with(config, req).await;
     let (mut parts, body) = response.into_parts();
     parts.extensions.insert(ProtocolResponse);
-    // dav-server's streaming bodies must not be polled again once finished (they panic): fused,
-    // they stay finished for layers such as compression that poll once more.
-    Response::from_parts(parts, Body::from_stream(futures::StreamExt::fuse(body)))
+    Response::from_parts(parts, oppidum_core::body::streamed(body))
 }

@@ -296,7 +296,7 @@ pub(crate) async fn content_response(
         _ => None,
     };
     let (node, body) = drive.download(scope, node.id, version, range.clone()).await?;
-    let mut response = Response::new(Body::from_stream(body));
+    let mut response = Response::new(oppidum_core::body::streamed(body));
     let headers = response.headers_mut();
     let content_type = node.content_type.as_deref().unwrap_or("application/octet-stream");
     headers.insert(

@@ -1,7 +1,6 @@
 //! `/api/audit` and `/api/audit/export`.
 
 use axum::Json as AxumJson;
-use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -52,8 +51,7 @@ pub async fn export_audit(
             }
         }
     });
-    // Fused: a body wrapper (gzip's encoder) may poll again after the end, which `unfold` forbids.
-    let mut response = Body::from_stream(futures::StreamExt::fuse(stream)).into_response();
+    let mut response = oppidum_core::body::streamed(stream).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     Ok(response)
 }
