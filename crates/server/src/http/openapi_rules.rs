@@ -74,6 +74,11 @@ fn complete_operation(operation: &mut Operation) {
     let public = operation.security.as_ref().is_some_and(|s| s.is_empty());
     if !public {
         add(operation, "401", "`unauthenticated` or `invalid_token`: no valid credential was sent.");
+        add(
+            operation,
+            "403",
+            "`forbidden` (or a more precise code): the credential is valid but may not do this here.",
+        );
     }
 }
 
