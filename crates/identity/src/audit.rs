@@ -4,10 +4,10 @@
 //! and the previous entry's hash, so [`verify`] finds any edit, insertion or deletion.
 
 use chrono::{DateTime, SubsecRound, Utc};
+use oppidum_store::Json;
 use oppidum_store::{Backend, Db, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -65,7 +65,7 @@ impl Event {
 }
 
 /// A stored entry.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct Entry {
     pub seq: i64,
     pub id: Uuid,

@@ -40,7 +40,7 @@ pub struct JwkSet {
     pub keys: Vec<Jwk>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(oppidum_store::FromRow)]
 struct KeyRow {
     kid: String,
     public_key: Vec<u8>,

@@ -3,13 +3,13 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use oppidum_store::Json;
 use serde::{Deserialize, Serialize};
-use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A user account.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -30,7 +30,7 @@ pub struct User {
 }
 
 /// An organization in the tree.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct Org {
     pub id: Uuid,
     pub parent_id: Option<Uuid>,
@@ -56,7 +56,7 @@ impl Org {
 }
 
 /// A user's membership of an organization.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct Member {
     pub user_id: Uuid,
     pub org_id: Uuid,
@@ -76,7 +76,7 @@ pub struct Role {
     pub permissions: BTreeSet<String>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, oppidum_store::FromRow)]
 pub struct RoleRow {
     pub id: Uuid,
     pub org_id: Option<Uuid>,
@@ -86,7 +86,7 @@ pub struct RoleRow {
 }
 
 /// A sign-in session as its owner sees it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct Session {
     pub id: Uuid,
     #[serde(skip)]

@@ -482,7 +482,7 @@ pub async fn replace_refresh(db: &Db, session: Uuid, new: &str, now: DateTime<Ut
 /// A request's authentication in one statement: one row per membership of the user (one row
 /// with no membership when it has none), each carrying the session's and user's state and the
 /// path of the organization the token acts in (`None` when it is gone).
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, oppidum_store::FromRow)]
 pub struct AuthRow {
     pub disabled: bool,
     pub token_version: i64,

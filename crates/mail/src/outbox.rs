@@ -23,7 +23,7 @@ use crate::templates::Templates;
 pub const DELIVER_KIND: &str = "mail.deliver";
 
 /// A message as stored.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct OutboxMessage {
     pub id: Uuid,
     pub org_id: Option<Uuid>,

@@ -58,7 +58,7 @@ pub struct Templates {
     db: Db,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(oppidum_store::FromRow)]
 struct Override {
     subject: String,
     text_body: String,

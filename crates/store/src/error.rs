@@ -4,9 +4,31 @@ use oppidum_core::{Error, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A query failed.
+    /// A query failed on PostgreSQL.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// A query failed on SQLite.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A row did not decode into the type asked for.
+    #[error("database row: {0}")]
+    Decode(#[from] crate::db::DecodeError),
+    /// A statement that must return a row returned none.
+    #[error("no rows returned by a query that expected one")]
+    RowNotFound,
+    /// A statement Oppidum could not run as written (parameters not of the form `$n`, too few
+    /// arguments).
+    #[error("invalid statement: {0}")]
+    Statement(String),
+    /// The group commit holding this write failed; nothing of it was kept.
+    #[error("the commit failed: {0}")]
+    Commit(String),
+    /// The transaction had ended (rolled back after 30 s without a statement, or by a failure).
+    #[error("the transaction is no longer open")]
+    TxAborted,
+    /// The database was closed.
+    #[error("the database is closed")]
+    Closed,
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -39,10 +61,48 @@ pub enum StoreError {
     Config(String),
 }
 
+/// Which integrity constraint a statement broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Constraint {
+    Unique,
+    ForeignKey,
+    NotNull,
+    Check,
+}
+
 impl StoreError {
     /// Whether this is a unique-constraint violation (turned into 409 by services).
     pub fn is_unique_violation(&self) -> bool {
-        matches!(self, Self::Db(sqlx::Error::Database(db)) if db.is_unique_violation())
+        self.constraint() == Some(Constraint::Unique)
+    }
+
+    /// The constraint a statement broke, on either engine.
+    pub fn constraint(&self) -> Option<Constraint> {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => match err.extended_code {
+                // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
+                2067 | 1555 => Some(Constraint::Unique),
+                787 => Some(Constraint::ForeignKey),
+                1299 => Some(Constraint::NotNull),
+                275 => Some(Constraint::Check),
+                _ => None,
+            },
+            Self::Db(sqlx::Error::Database(db)) => match db.kind() {
+                sqlx::error::ErrorKind::UniqueViolation => Some(Constraint::Unique),
+                sqlx::error::ErrorKind::ForeignKeyViolation => Some(Constraint::ForeignKey),
+                sqlx::error::ErrorKind::NotNullViolation => Some(Constraint::NotNull),
+                sqlx::error::ErrorKind::CheckViolation => Some(Constraint::Check),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether SQLite stayed locked past the busy timeout (another process holds the file).
+    fn is_busy(&self) -> bool {
+        matches!(self, Self::Sqlite(err) if matches!(err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)))
+            || matches!(self, Self::Db(sqlx::Error::PoolTimedOut))
     }
 
     /// Whether the database could not be reached (refused or dropped connection, timeout, a
@@ -64,7 +124,7 @@ impl From<StoreError> for Error {
             StoreError::BlobNotFound(_) => Error::not_found("The requested content does not exist."),
             StoreError::InvalidKey(_) => Error::invalid("invalid_key", error.to_string()),
             StoreError::Upload(_) => Error::invalid("invalid_request_body", error.to_string()),
-            StoreError::Db(sqlx::Error::PoolTimedOut) => {
+            _ if error.is_busy() => {
                 Error::new(ErrorKind::Unavailable, "database_busy", "The database is busy; retry shortly.")
                     .with_retry_after(1)
                     .with_source(error)

@@ -2,6 +2,9 @@
 //! blob store, the event bus and the durable job queue. Domain crates build on these; nothing here
 //! knows about users, files or mail.
 
+// `#[derive(FromRow)]` names `::oppidum_store`, this crate included.
+extern crate self as oppidum_store;
+
 pub mod blob;
 pub mod db;
 pub mod error;
@@ -11,6 +14,8 @@ pub mod jobs;
 pub mod testing;
 
 pub use blob::{BlobMeta, BlobStore, ByteStream};
-pub use db::{Backend, Db, JsonRow, Tx, Value};
-pub use error::StoreError;
+pub use db::{Backend, Db, Decode, DecodeError, FromRow, Json, JsonRow, Row, Tx, Value};
+pub use error::{Constraint, StoreError};
 pub use events::{Event, EventBus};
+/// `#[derive(FromRow)]`: decodes a struct with named fields from a row, by column name.
+pub use oppidum_store_derive::FromRow;

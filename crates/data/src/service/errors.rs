@@ -2,7 +2,7 @@
 //! violations named (never the SQL), everything else internal.
 
 use oppidum_core::{Error, ErrorKind};
-use oppidum_store::StoreError;
+use oppidum_store::{Constraint, StoreError};
 use serde_json::json;
 
 use crate::values::FieldError;
@@ -16,22 +16,16 @@ pub(crate) fn validation(errors: Vec<FieldError>) -> Error {
 
 /// A database failure: constraint violations as conflicts, the rest internal.
 pub(crate) fn store(err: StoreError) -> Error {
-    if let StoreError::Db(sqlx_err) = &err
-        && let Some(db) = sqlx_err.as_database_error()
-    {
-        use sqlx::error::ErrorKind as Db;
-        let (kind, code, message) = match db.kind() {
-            Db::UniqueViolation => (ErrorKind::Conflict, "unique_violation", "Another row already has this value."),
-            Db::ForeignKeyViolation => {
-                (ErrorKind::Conflict, "referenced", "The row refers to a missing row, or other rows still refer to it.")
-            }
-            Db::NotNullViolation => (ErrorKind::Invalid, "validation_failed", "A required value is missing."),
-            Db::CheckViolation => (ErrorKind::Invalid, "validation_failed", "A value is not allowed."),
-            _ => return Error::internal(err),
-        };
-        return Error::new(kind, code, message);
-    }
-    Error::internal(err)
+    let (kind, code, message) = match err.constraint() {
+        Some(Constraint::Unique) => (ErrorKind::Conflict, "unique_violation", "Another row already has this value."),
+        Some(Constraint::ForeignKey) => {
+            (ErrorKind::Conflict, "referenced", "The row refers to a missing row, or other rows still refer to it.")
+        }
+        Some(Constraint::NotNull) => (ErrorKind::Invalid, "validation_failed", "A required value is missing."),
+        Some(Constraint::Check) => (ErrorKind::Invalid, "validation_failed", "A value is not allowed."),
+        None => return Error::internal(err),
+    };
+    Error::new(kind, code, message)
 }
 
 pub(crate) trait OrStore<T> {

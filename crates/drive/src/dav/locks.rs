@@ -23,7 +23,7 @@ pub(crate) struct DbLocks {
     discovered: std::sync::Arc<std::sync::Mutex<Option<Vec<DavLock>>>>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(oppidum_store::FromRow)]
 struct Row {
     token: String,
     path: String,

@@ -46,7 +46,7 @@ impl LinkGuesses {
 }
 
 /// A public link, as its managers see it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct Link {
     pub id: Uuid,
     pub node_id: Uuid,

@@ -53,7 +53,7 @@ pub use trash::Usage;
 pub use upload::PendingUpload;
 
 /// A file or folder.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct Node {
     pub id: Uuid,
     #[serde(skip)]
@@ -87,7 +87,7 @@ impl Node {
 }
 
 /// One version of a file.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct Version {
     pub id: Uuid,
     #[serde(skip)]

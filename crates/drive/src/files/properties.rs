@@ -14,7 +14,7 @@ const MAX_PROPERTIES: i64 = 256;
 const MAX_PROPERTY_BYTES: usize = 64 * 1024;
 
 /// One stored property.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, oppidum_store::FromRow)]
 pub struct DeadProperty {
     pub namespace: String,
     pub name: String,

@@ -16,7 +16,7 @@ use crate::error::DriveError;
 pub const SESSION_HOURS: i64 = 24;
 
 /// An upload in progress.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow)]
 pub struct UploadSession {
     pub id: Uuid,
     pub drive: String,

@@ -16,7 +16,7 @@ use crate::error::DriveError;
 const MAX_DEPTH: usize = 256;
 
 /// One share of a node.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct Share {
     pub id: Uuid,
     pub node_id: Uuid,

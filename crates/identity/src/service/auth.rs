@@ -205,7 +205,7 @@ impl Identity {
             last_used_at: now,
             expires_at: self.refresh_expiry(),
             revoked_at: None,
-            amr: sqlx::types::Json(amr),
+            amr: oppidum_store::Json(amr),
         };
         let (refresh_token, hash) = tokens::new_refresh_token();
         repo::insert_session(&mut tx, &session, &hash).await?;

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, Utc};
 use oppidum_core::Principal;
 use oppidum_core::principal::Credential;
+use oppidum_store::Json;
 use serde::{Deserialize, Serialize};
-use sqlx::types::Json;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -27,7 +27,7 @@ use crate::{permissions, repo, tokens};
 pub const APP_PASSWORD_SCOPES: [&str; 3] = ["dav", "mail", "sync"];
 
 /// An API key as listed (never its secret).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct ApiKey {
     pub id: Uuid,
     pub org_id: Uuid,
@@ -71,7 +71,7 @@ pub enum AppPasswordScope {
 }
 
 /// An app password as listed (never its secret).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]
 pub struct AppPassword {
     pub id: Uuid,
     #[serde(skip)]

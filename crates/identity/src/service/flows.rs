@@ -19,7 +19,7 @@ use crate::permissions::MEMBERS_MANAGE;
 use crate::service::in_org;
 use crate::{repo, tokens};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, oppidum_store::FromRow)]
 struct ActionToken {
     kind: String,
     user_id: Option<Uuid>,

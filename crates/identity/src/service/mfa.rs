@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 use oppidum_core::Principal;
+use oppidum_store::Json;
 use serde::{Deserialize, Serialize};
-use sqlx::types::Json;
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, TOTP};
 use utoipa::ToSchema;
@@ -57,14 +57,14 @@ pub struct MfaVerifyRequest {
     pub email_code: Option<String>,
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, oppidum_store::FromRow)]
 struct MfaState {
     totp_secret: Option<String>,
     totp_enabled_at: Option<DateTime<Utc>>,
     mfa_locked_until: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, oppidum_store::FromRow)]
 struct Challenge {
     user_id: Uuid,
     org_id: Option<Uuid>,

@@ -304,7 +304,7 @@ impl Identity {
             name: "Root".into(),
             kind: "instance".into(),
             require_verified_email: false,
-            mfa_required_roles: sqlx::types::Json(vec!["owner".into(), "admin".into()]),
+            mfa_required_roles: oppidum_store::Json(vec!["owner".into(), "admin".into()]),
             created_at: now,
             updated_at: now,
         };
@@ -568,7 +568,7 @@ mod tests {
             name: "x".into(),
             kind: "x".into(),
             require_verified_email: false,
-            mfa_required_roles: sqlx::types::Json(vec!["owner".into(), "admin".into()]),
+            mfa_required_roles: oppidum_store::Json(vec!["owner".into(), "admin".into()]),
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use oppidum_core::Principal;
-use sqlx::types::Json;
+use oppidum_store::Json;
 use uuid::Uuid;
 
 use super::{Access, Identity, normalize_email, normalize_name, path_ids};

@@ -23,7 +23,7 @@ async fn child(db: &Db, parent: &Org, name: &str) -> Org {
         name: name.into(),
         kind: "customer".into(),
         require_verified_email: false,
-        mfa_required_roles: sqlx::types::Json(vec!["owner".into(), "admin".into()]),
+        mfa_required_roles: oppidum_store::Json(vec!["owner".into(), "admin".into()]),
         created_at: now,
         updated_at: now,
     };

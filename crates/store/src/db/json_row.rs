@@ -6,11 +6,13 @@
 
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rusqlite::types::ValueRef;
 use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Column, FromRow, Row, TypeInfo, ValueRef};
+use sqlx::{Column, Row as _, TypeInfo, ValueRef as _};
 use uuid::Uuid;
+
+use super::row::{DecodeError, EngineRow, FromRow, Row};
 
 /// A row as JSON values, column by column in the order selected.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -32,64 +34,64 @@ fn number(f: f64) -> Value {
     serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
 }
 
-impl<'r> FromRow<'r, SqliteRow> for JsonRow {
-    fn from_row(row: &'r SqliteRow) -> Result<Self, sqlx::Error> {
-        let mut out = Vec::with_capacity(row.columns().len());
-        for (i, column) in row.columns().iter().enumerate() {
-            let raw = row.try_get_raw(i)?;
-            let value = if raw.is_null() {
-                Value::Null
-            } else {
-                match raw.type_info().name() {
-                    "INTEGER" => Value::from(row.try_get::<i64, _>(i)?),
-                    "REAL" => number(row.try_get::<f64, _>(i)?),
-                    "BLOB" => {
-                        let bytes: Vec<u8> = row.try_get(i)?;
-                        match Uuid::from_slice(&bytes) {
-                            Ok(uuid) if bytes.len() == 16 => Value::String(uuid.to_string()),
-                            _ => Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
-                        }
-                    }
-                    _ => Value::String(row.try_get::<String, _>(i)?),
-                }
-            };
-            out.push((column.name().to_owned(), value));
+impl FromRow for JsonRow {
+    fn from_row(row: &Row<'_>) -> Result<Self, DecodeError> {
+        match row.engine() {
+            EngineRow::Sqlite(row) => from_sqlite(row),
+            EngineRow::Postgres(row) => from_postgres(row).map_err(|err| DecodeError::new("?", err)),
         }
-        Ok(JsonRow(out))
     }
 }
 
-impl<'r> FromRow<'r, PgRow> for JsonRow {
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        let mut out = Vec::with_capacity(row.columns().len());
-        for (i, column) in row.columns().iter().enumerate() {
-            let raw = row.try_get_raw(i)?;
-            let value = if raw.is_null() {
-                Value::Null
-            } else {
-                match column.type_info().name() {
-                    "INT8" => Value::from(row.try_get::<i64, _>(i)?),
-                    "INT4" => Value::from(row.try_get::<i32, _>(i)?),
-                    "INT2" => Value::from(row.try_get::<i16, _>(i)?),
-                    "FLOAT8" => number(row.try_get::<f64, _>(i)?),
-                    "FLOAT4" => number(f64::from(row.try_get::<f32, _>(i)?)),
-                    "BOOL" => Value::Bool(row.try_get::<bool, _>(i)?),
-                    "UUID" => Value::String(row.try_get::<Uuid, _>(i)?.to_string()),
-                    "TIMESTAMPTZ" => Value::String(row.try_get::<DateTime<Utc>, _>(i)?.to_rfc3339()),
-                    // A time without zone (databases made elsewhere): read as UTC.
-                    "TIMESTAMP" => Value::String(row.try_get::<NaiveDateTime, _>(i)?.and_utc().to_rfc3339()),
-                    "DATE" => Value::String(row.try_get::<NaiveDate, _>(i)?.to_string()),
-                    "JSON" | "JSONB" => row.try_get::<Value, _>(i)?,
-                    "BYTEA" => {
-                        Value::String(base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(i)?))
-                    }
-                    // NUMERIC has no lossless native decoding here: read as text by the query
-                    // (`CAST(x AS TEXT)`) when exact digits matter.
-                    _ => Value::String(row.try_get::<String, _>(i)?),
-                }
-            };
-            out.push((column.name().to_owned(), value));
-        }
-        Ok(JsonRow(out))
+fn from_sqlite(row: &rusqlite::Row<'_>) -> Result<JsonRow, DecodeError> {
+    let statement = row.as_ref();
+    let mut out = Vec::with_capacity(statement.column_count());
+    for i in 0..statement.column_count() {
+        let name = statement.column_name(i).map_err(|err| DecodeError::new(i, err))?.to_owned();
+        let value = match row.get_ref(i).map_err(|err| DecodeError::new(&name, err))? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(i) => Value::from(i),
+            ValueRef::Real(f) => number(f),
+            ValueRef::Text(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+            ValueRef::Blob(bytes) => match Uuid::from_slice(bytes) {
+                Ok(uuid) if bytes.len() == 16 => Value::String(uuid.to_string()),
+                _ => Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            },
+        };
+        out.push((name, value));
     }
+    Ok(JsonRow(out))
+}
+
+fn from_postgres(row: &PgRow) -> Result<JsonRow, sqlx::Error> {
+    let mut out = Vec::with_capacity(row.columns().len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i)?;
+        let value = if raw.is_null() {
+            Value::Null
+        } else {
+            match column.type_info().name() {
+                "INT8" => Value::from(row.try_get::<i64, _>(i)?),
+                "INT4" => Value::from(row.try_get::<i32, _>(i)?),
+                "INT2" => Value::from(row.try_get::<i16, _>(i)?),
+                "FLOAT8" => number(row.try_get::<f64, _>(i)?),
+                "FLOAT4" => number(f64::from(row.try_get::<f32, _>(i)?)),
+                "BOOL" => Value::Bool(row.try_get::<bool, _>(i)?),
+                "UUID" => Value::String(row.try_get::<Uuid, _>(i)?.to_string()),
+                "TIMESTAMPTZ" => Value::String(row.try_get::<DateTime<Utc>, _>(i)?.to_rfc3339()),
+                // A time without zone (databases made elsewhere): read as UTC.
+                "TIMESTAMP" => Value::String(row.try_get::<NaiveDateTime, _>(i)?.and_utc().to_rfc3339()),
+                "DATE" => Value::String(row.try_get::<NaiveDate, _>(i)?.to_string()),
+                "JSON" | "JSONB" => row.try_get::<Value, _>(i)?,
+                "BYTEA" => {
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(i)?))
+                }
+                // NUMERIC has no lossless native decoding here: read as text by the query
+                // (`CAST(x AS TEXT)`) when exact digits matter.
+                _ => Value::String(row.try_get::<String, _>(i)?),
+            }
+        };
+        out.push((column.name().to_owned(), value));
+    }
+    Ok(JsonRow(out))
 }

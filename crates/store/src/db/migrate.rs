@@ -73,10 +73,51 @@ impl Db {
             return Err(StoreError::SchemaTooNew { database: status.database, binary: status.binary });
         }
         match self {
-            Db::Sqlite { writer, .. } => SQLITE.run(writer).await?,
+            Db::Sqlite(_) => self.migrate_sqlite().await?,
             Db::Postgres(pool) => POSTGRES.run(pool).await?,
         }
         Ok(status.pending)
+    }
+
+    /// SQLite's runner, keeping sqlx's bookkeeping table (databases migrated by earlier versions
+    /// carry on): each pending migration and its row in one unit of the writer, so a failing
+    /// migration leaves nothing behind; a migration changed since it was applied stops the start.
+    async fn migrate_sqlite(&self) -> Result<(), StoreError> {
+        self.query(
+            "CREATE TABLE IF NOT EXISTS _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+             checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+        )
+        .execute()
+        .await?;
+        let applied: Vec<(i64, Vec<u8>)> = self
+            .query("SELECT version, checksum FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all()
+            .await?;
+        for migration in SQLITE.iter().filter(|m| !m.migration_type.is_down_migration()) {
+            if let Some((_, checksum)) = applied.iter().find(|(version, _)| *version == migration.version) {
+                if checksum.as_slice() != migration.checksum.as_ref() {
+                    return Err(StoreError::Migrate(sqlx::migrate::MigrateError::VersionMismatch(migration.version)));
+                }
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let mut tx = self.begin().await?;
+            tx.execute_batch(migration.sql.as_str().to_owned()).await?;
+            let elapsed = i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX);
+            tx.query(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES ($1, $2, TRUE, $3, $4)",
+            )
+            .bind(migration.version)
+            .bind(migration.description.to_string())
+            .bind(migration.checksum.to_vec())
+            .bind(elapsed)
+            .execute()
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
     /// Fails unless the schema is exactly what this binary expects.

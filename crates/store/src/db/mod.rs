@@ -2,27 +2,35 @@
 //!
 //! Queries are written once, as SQL both engines accept (`$1…$n`, `RETURNING`, `ON CONFLICT`), and
 //! run through [`Db::query`] on whichever pool is active; one `#[derive(FromRow)]` struct decodes
-//! rows from both. SQLite gets one writer connection and a pool of readers (WAL); statements that
-//! are not plain `SELECT`s go to the writer.
+//! rows from both. SQLite runs on threads of its own (see [`sqlite`]): one writer with group commit
+//! and a few readers (WAL); statements that are not plain `SELECT`s go to the writer. PostgreSQL
+//! runs through sqlx's pool.
 
+#[cfg(test)]
+mod engine_tests;
 mod json_row;
 mod migrate;
 mod query;
+mod row;
+mod sqlite;
 #[cfg(test)]
 mod tests;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 pub use json_row::JsonRow;
 pub use migrate::SchemaStatus;
 use query::Target;
 pub use query::{Query, Value};
+pub use row::{Decode, DecodeError, FromRow, Json, Row};
+pub use sqlite::Synchronous;
+use sqlite::{Engine as SqliteEngine, SqliteTx};
 
 use crate::error::StoreError;
 
@@ -48,18 +56,25 @@ pub struct DbOptions {
     pub max_connections: u32,
     pub busy_timeout: Duration,
     pub acquire_timeout: Duration,
+    /// SQLite's durability (PostgreSQL's is the server's own `synchronous_commit`).
+    pub synchronous: Synchronous,
 }
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self { max_connections: 8, busy_timeout: Duration::from_secs(5), acquire_timeout: Duration::from_secs(5) }
+        Self {
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+            synchronous: Synchronous::Normal,
+        }
     }
 }
 
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub enum Db {
-    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Sqlite(Arc<SqliteEngine>),
     Postgres(PgPool),
 }
 
@@ -90,40 +105,22 @@ impl Db {
     }
 
     async fn connect_sqlite(url: &str, options: &DbOptions) -> Result<Self, StoreError> {
-        let base = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(options.busy_timeout)
-            // After a checkpoint resets the write-ahead log, the file shrinks back to this.
-            .pragma("journal_size_limit", "67108864");
-        // One writer: SQLite serializes writes anyway, and a single connection turns lock contention
-        // into queueing in the pool instead of SQLITE_BUSY errors.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(options.acquire_timeout.max(Duration::from_secs(30)))
-            .connect_with(base.clone())
-            .await?;
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(options.max_connections.max(1))
-                .acquire_timeout(options.acquire_timeout)
-                .connect_with(base.read_only(true))
-                .await?
+        let options = sqlite::Options {
+            readers: usize::try_from(options.max_connections).unwrap_or(8),
+            busy_timeout: options.busy_timeout,
+            synchronous: options.synchronous,
         };
-        if !in_memory && tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn(checkpoint_regularly(writer.clone()));
-        }
-        Ok(Self::Sqlite { writer, reader })
+        let url = url.to_owned();
+        // Opening touches the disk (and may wait on a lock): off the async threads.
+        let engine = tokio::task::spawn_blocking(move || SqliteEngine::open(&url, &options))
+            .await
+            .map_err(|err| StoreError::Config(format!("opening SQLite failed: {err}")))??;
+        Ok(Self::Sqlite(Arc::new(engine)))
     }
 
     pub fn backend(&self) -> Backend {
         match self {
-            Self::Sqlite { .. } => Backend::Sqlite,
+            Self::Sqlite(_) => Backend::Sqlite,
             Self::Postgres(_) => Backend::Postgres,
         }
     }
@@ -132,7 +129,7 @@ impl Db {
     pub fn pg_pool(&self) -> Option<&PgPool> {
         match self {
             Self::Postgres(pool) => Some(pool),
-            Self::Sqlite { .. } => None,
+            Self::Sqlite(_) => None,
         }
     }
 
@@ -149,13 +146,7 @@ impl Db {
 
     fn target_for(&self, sql: &str) -> Target<'_> {
         match self {
-            Self::Sqlite { writer, reader } => {
-                if is_read_only(sql) {
-                    Target::SqlitePool(reader)
-                } else {
-                    Target::SqlitePool(writer)
-                }
-            }
+            Self::Sqlite(engine) => Target::Sqlite { engine: engine.as_ref(), write: !is_read_only(sql) },
             Self::Postgres(pool) => Target::PgPool(pool),
         }
     }
@@ -163,7 +154,7 @@ impl Db {
     /// Starts a transaction (on the SQLite writer).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Self::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            Self::Sqlite(engine) => Tx::Sqlite(engine.begin()?),
             Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
@@ -200,11 +191,13 @@ impl Db {
         Ok(())
     }
 
-    /// Pool figures (the reader pool on SQLite).
+    /// Pool figures (the reader threads on SQLite).
     pub fn pool_stats(&self) -> PoolStats {
         match self {
-            Self::Sqlite { reader, .. } => {
-                PoolStats { size: reader.size(), idle: reader.num_idle(), max: reader.options().get_max_connections() }
+            Self::Sqlite(engine) => {
+                let (readers, busy) = engine.reader_stats();
+                let size = u32::try_from(readers).unwrap_or(u32::MAX);
+                PoolStats { size, idle: readers.saturating_sub(busy), max: size }
             }
             Self::Postgres(pool) => {
                 PoolStats { size: pool.size(), idle: pool.num_idle(), max: pool.options().get_max_connections() }
@@ -215,32 +208,8 @@ impl Db {
     /// Closes every connection, waiting for the ones in use.
     pub async fn close(&self) {
         match self {
-            Self::Sqlite { writer, reader } => {
-                reader.close().await;
-                writer.close().await;
-            }
+            Self::Sqlite(engine) => engine.close().await,
             Self::Postgres(pool) => pool.close().await,
-        }
-    }
-}
-
-/// Resets SQLite's write-ahead log every second. SQLite's own checkpoints are passive: under a
-/// steady stream of reads the log is never reset and grows without bound (half a gigabyte after
-/// 50,000 inserts), and every read then searches a bigger log. A `RESTART` checkpoint waits for
-/// the readers of the moment (short) and lets the next write start the log over.
-async fn checkpoint_regularly(writer: SqlitePool) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if writer.is_closed() {
-            return;
-        }
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&writer).await {
-            if writer.is_closed() {
-                return;
-            }
-            tracing::debug!(error = %err, "checkpoint of the write-ahead log failed; retried in a second");
         }
     }
 }
@@ -254,7 +223,7 @@ fn is_read_only(sql: &str) -> bool {
 /// An open transaction; dropped without [`Tx::commit`], it rolls back.
 #[derive(Debug)]
 pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteTx),
     Postgres(Transaction<'static, Postgres>),
 }
 
@@ -271,7 +240,7 @@ impl Tx {
 
     fn target(&mut self) -> Target<'_> {
         match self {
-            Self::Sqlite(tx) => Target::SqliteConn(tx),
+            Self::Sqlite(tx) => Target::SqliteTx(tx),
             Self::Postgres(tx) => Target::PgConn(tx),
         }
     }
@@ -280,6 +249,14 @@ impl Tx {
         match self {
             Self::Sqlite(_) => Backend::Sqlite,
             Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Runs SQL without arguments, several statements at once (migrations); SQLite only.
+    pub(crate) async fn execute_batch(&mut self, sql: String) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(tx) => tx.execute_batch(sql).await,
+            Self::Postgres(_) => Err(StoreError::Statement("execute_batch is for SQLite".into())),
         }
     }
 

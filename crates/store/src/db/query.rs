@@ -5,12 +5,13 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
+use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, FromRow, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
+use super::row::{FromRow, Row};
+use super::sqlite::{Engine as SqliteEngine, SqliteTx};
 use crate::error::StoreError;
 
 /// One bound argument. Each variant carries an `Option` so `NULL` keeps its SQL type.
@@ -60,9 +61,13 @@ value_from! {
 }
 
 pub(crate) enum Target<'c> {
-    SqlitePool(&'c SqlitePool),
+    /// SQLite outside a transaction: on a reader unless `write`.
+    Sqlite {
+        engine: &'c SqliteEngine,
+        write: bool,
+    },
+    SqliteTx(&'c SqliteTx),
     PgPool(&'c PgPool),
-    SqliteConn(&'c mut SqliteConnection),
     PgConn(&'c mut PgConnection),
 }
 
@@ -74,44 +79,28 @@ pub struct Query<'c> {
     args: Vec<Value>,
 }
 
-macro_rules! bind_all {
-    ($query:expr, $args:expr) => {{
-        let mut query = $query;
-        for arg in $args {
-            query = match arg {
-                Value::Bool(v) => query.bind(v),
-                Value::I64(v) => query.bind(v),
-                Value::F64(v) => query.bind(v),
-                Value::Text(v) => query.bind(v),
-                Value::Bytes(v) => query.bind(v),
-                Value::Uuid(v) => query.bind(v),
-                Value::Time(v) => query.bind(v),
-                Value::Date(v) => query.bind(v),
-                Value::Json(v) => query.bind(v.map(Json)),
-            };
-        }
-        query
-    }};
+/// The statement with its arguments bound, for PostgreSQL.
+fn pg_query(sql: Cow<'static, str>, args: Vec<Value>) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+    let mut query = sqlx::query::<Postgres>(AssertSqlSafe(sql));
+    for arg in args {
+        query = match arg {
+            Value::Bool(v) => query.bind(v),
+            Value::I64(v) => query.bind(v),
+            Value::F64(v) => query.bind(v),
+            Value::Text(v) => query.bind(v),
+            Value::Bytes(v) => query.bind(v),
+            Value::Uuid(v) => query.bind(v),
+            Value::Time(v) => query.bind(v),
+            Value::Date(v) => query.bind(v),
+            Value::Json(v) => query.bind(v.map(Json)),
+        };
+    }
+    query
 }
 
-/// Runs `$method` with a `query_as` built for the target's engine.
-macro_rules! fetch {
-    ($self:ident, $method:ident) => {{
-        let Query { target, sql, args } = $self;
-        let sql = AssertSqlSafe(sql);
-        match target {
-            Target::SqlitePool(pool) => bind_all!(sqlx::query_as::<Sqlite, T>(sql), args).$method(pool).await,
-            Target::PgPool(pool) => bind_all!(sqlx::query_as::<Postgres, T>(sql), args).$method(pool).await,
-            Target::SqliteConn(conn) => bind_all!(sqlx::query_as::<Sqlite, T>(sql), args).$method(conn).await,
-            Target::PgConn(conn) => bind_all!(sqlx::query_as::<Postgres, T>(sql), args).$method(conn).await,
-        }
-        .map_err(StoreError::from)
-    }};
+fn decode_pg<T: FromRow>(rows: &[PgRow]) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(|row| T::from_row(&Row::postgres(row)).map_err(StoreError::from)).collect()
 }
-
-/// A row type that decodes from both engines.
-pub trait AnyRow: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
-impl<T> AnyRow for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
 
 impl<'c> Query<'c> {
     pub(crate) fn new(target: Target<'c>, sql: Cow<'static, str>) -> Self {
@@ -124,35 +113,62 @@ impl<'c> Query<'c> {
         self
     }
 
+    /// Up to `limit` rows (all when `None`), decoded.
+    async fn rows<T: FromRow>(self, limit: Option<usize>) -> Result<Vec<T>, StoreError> {
+        let Query { target, sql, args } = self;
+        match target {
+            Target::Sqlite { engine, write } => engine.fetch(write, sql.into_owned(), args, limit).await,
+            Target::SqliteTx(tx) => tx.fetch(sql.into_owned(), args, limit).await,
+            Target::PgPool(pool) => pg_rows(pg_query(sql, args), pool, limit).await,
+            Target::PgConn(conn) => pg_rows(pg_query(sql, args), conn, limit).await,
+        }
+    }
+
     /// Exactly one row, or `RowNotFound`.
-    pub async fn fetch_one<T: AnyRow>(self) -> Result<T, StoreError> {
-        fetch!(self, fetch_one)
+    pub async fn fetch_one<T: FromRow>(self) -> Result<T, StoreError> {
+        self.rows(Some(1)).await?.into_iter().next().ok_or(StoreError::RowNotFound)
     }
 
     /// Zero or one row.
-    pub async fn fetch_optional<T: AnyRow>(self) -> Result<Option<T>, StoreError> {
-        fetch!(self, fetch_optional)
+    pub async fn fetch_optional<T: FromRow>(self) -> Result<Option<T>, StoreError> {
+        Ok(self.rows(Some(1)).await?.into_iter().next())
     }
 
     /// Every row.
-    pub async fn fetch_all<T: AnyRow>(self) -> Result<Vec<T>, StoreError> {
-        fetch!(self, fetch_all)
+    pub async fn fetch_all<T: FromRow>(self) -> Result<Vec<T>, StoreError> {
+        self.rows(None).await
     }
 
     /// Runs the statement; returns the number of rows it changed.
     pub async fn execute(self) -> Result<u64, StoreError> {
         let Query { target, sql, args } = self;
-        let sql = AssertSqlSafe(sql);
-        let affected = match target {
-            Target::SqlitePool(pool) => {
-                bind_all!(sqlx::query::<Sqlite>(sql), args).execute(pool).await?.rows_affected()
-            }
-            Target::PgPool(pool) => bind_all!(sqlx::query::<Postgres>(sql), args).execute(pool).await?.rows_affected(),
-            Target::SqliteConn(conn) => {
-                bind_all!(sqlx::query::<Sqlite>(sql), args).execute(conn).await?.rows_affected()
-            }
-            Target::PgConn(conn) => bind_all!(sqlx::query::<Postgres>(sql), args).execute(conn).await?.rows_affected(),
-        };
-        Ok(affected)
+        Ok(match target {
+            Target::Sqlite { engine, write } => engine.execute(write, sql.into_owned(), args).await?,
+            Target::SqliteTx(tx) => tx.execute(sql.into_owned(), args).await?,
+            Target::PgPool(pool) => pg_query(sql, args).execute(pool).await?.rows_affected(),
+            Target::PgConn(conn) => pg_query(sql, args).execute(conn).await?.rows_affected(),
+        })
     }
+}
+
+/// Runs a PostgreSQL statement; with a limit of one row, only that row is fetched.
+async fn pg_rows<'e, T, E>(
+    query: sqlx::query::Query<'static, Postgres, PgArguments>,
+    executor: E,
+    limit: Option<usize>,
+) -> Result<Vec<T>, StoreError>
+where
+    T: FromRow,
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let rows = if limit == Some(1) {
+        query.fetch_optional(executor).await?.into_iter().collect()
+    } else {
+        query.fetch_all(executor).await?
+    };
+    let mut decoded = decode_pg::<T>(&rows)?;
+    if let Some(limit) = limit {
+        decoded.truncate(limit);
+    }
+    Ok(decoded)
 }

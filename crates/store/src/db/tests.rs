@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::*;
 
-async fn databases(test: &str) -> Vec<(Db, Option<tempfile::TempDir>)> {
+pub(super) async fn databases(test: &str) -> Vec<(Db, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let mut out = vec![(Db::connect(&url, &DbOptions::default()).await.expect("sqlite"), Some(dir))];
@@ -17,14 +17,14 @@ async fn databases(test: &str) -> Vec<(Db, Option<tempfile::TempDir>)> {
     out
 }
 
-#[derive(Debug, PartialEq, sqlx::FromRow)]
+#[derive(Debug, PartialEq, oppidum_store::FromRow)]
 struct Row {
     id: Uuid,
     kind: String,
     attempts: i64,
     run_at: chrono::DateTime<Utc>,
     unique_key: Option<String>,
-    payload: sqlx::types::Json<serde_json::Value>,
+    payload: oppidum_store::Json<serde_json::Value>,
 }
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn db_same_code_runs_on_both_engines() {
                 attempts: 0,
                 run_at: now,
                 unique_key: Some("u".into()),
-                payload: sqlx::types::Json(serde_json::json!({"n": 1}))
+                payload: oppidum_store::Json(serde_json::json!({"n": 1}))
             }
         );
         let duplicate = db

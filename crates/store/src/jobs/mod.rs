@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use oppidum_core::time::Clock;
+use oppidum_store::Json;
 use serde::Serialize;
-use sqlx::types::Json;
 use uuid::Uuid;
 
 pub use worker::{JobError, JobHandler, Workers, WorkersConfig};
@@ -26,7 +26,7 @@ use crate::events::EventBus;
 pub const ENQUEUED_TOPIC: &str = "jobs.enqueued";
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, oppidum_store::FromRow)]
 pub struct Job {
     pub id: Uuid,
     pub kind: String,
@@ -48,7 +48,7 @@ pub struct Job {
 }
 
 /// One attempt at running a job.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, oppidum_store::FromRow)]
 pub struct Attempt {
     pub attempt: i64,
     pub worker: String,

@@ -1,0 +1,182 @@
+//! The engines under concurrency and failure: group commit answers every writer with its own
+//! outcome, a failing write undoes only itself, transactions dropped or left idle roll back,
+//! constraint violations are named the same on both engines, and rows that do not fit their type
+//! say which column.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::tests::databases;
+use super::*;
+use crate::error::Constraint;
+
+async fn table(db: &Db) {
+    let id = match db.backend() {
+        Backend::Sqlite => "BLOB",
+        Backend::Postgres => "UUID",
+    };
+    db.query_dynamic(format!(
+        "CREATE TABLE items (id {id} PRIMARY KEY, name TEXT NOT NULL UNIQUE, n BIGINT CHECK (n >= 0), \
+         parent {id} REFERENCES items(id))"
+    ))
+    .execute()
+    .await
+    .expect("create");
+}
+
+async fn count(db: &Db) -> i64 {
+    let (n,): (i64,) = db.query("SELECT COUNT(*) FROM items").fetch_one().await.expect("count");
+    n
+}
+
+#[tokio::test]
+async fn engine_concurrent_writers_each_hear_their_own_outcome() {
+    for (db, _dir) in databases("engine_concurrent_writers_each_hear_their_own_outcome").await {
+        table(&db).await;
+        let db = Arc::new(db);
+        // 200 writers at once, every fourth a duplicate name: the duplicates fail, the rest land,
+        // whatever group commits they shared.
+        let mut tasks = Vec::new();
+        for i in 0..200_i64 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let name = if i % 4 == 3 { format!("n{}", i - 1) } else { format!("n{i}") };
+                db.query("INSERT INTO items (id, name, n) VALUES ($1, $2, $3)")
+                    .bind(Uuid::now_v7())
+                    .bind(name)
+                    .bind(i)
+                    .execute()
+                    .await
+            }));
+        }
+        let (mut landed, mut refused) = (0, 0);
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(1) => landed += 1,
+                Err(err) if err.is_unique_violation() => refused += 1,
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!((landed, refused), (150, 50));
+        assert_eq!(count(&db).await, 150, "every acknowledged write is visible to readers");
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn engine_transactions_roll_back_when_dropped_or_failed() {
+    for (db, _dir) in databases("engine_transactions_roll_back_when_dropped_or_failed").await {
+        table(&db).await;
+        {
+            let mut tx = db.begin().await.expect("begin");
+            tx.query("INSERT INTO items (id, name) VALUES ($1, 'dropped')")
+                .bind(Uuid::now_v7())
+                .execute()
+                .await
+                .expect("insert");
+        }
+        // The writer is free again at once: this write is not stuck behind the dropped transaction.
+        db.query("INSERT INTO items (id, name) VALUES ($1, 'after')")
+            .bind(Uuid::now_v7())
+            .execute()
+            .await
+            .expect("insert");
+        assert_eq!(count(&db).await, 1);
+
+        let mut tx = db.begin().await.expect("begin");
+        tx.query("INSERT INTO items (id, name) VALUES ($1, 'kept')")
+            .bind(Uuid::now_v7())
+            .execute()
+            .await
+            .expect("insert");
+        let (inside,): (i64,) = tx.query("SELECT COUNT(*) FROM items").fetch_one().await.expect("count");
+        assert_eq!(inside, 2, "a transaction reads its own writes");
+        assert_eq!(count(&db).await, 1, "others do not see them before the commit");
+        tx.commit().await.expect("commit");
+        assert_eq!(count(&db).await, 2);
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn engine_names_the_broken_constraint() {
+    for (db, _dir) in databases("engine_names_the_broken_constraint").await {
+        table(&db).await;
+        let first = Uuid::now_v7();
+        db.query("INSERT INTO items (id, name) VALUES ($1, 'a')").bind(first).execute().await.expect("insert");
+        let insert = |name: Option<&'static str>, n: i64, parent: Uuid| {
+            db.query("INSERT INTO items (id, name, n, parent) VALUES ($1, $2, $3, $4)")
+                .bind(Uuid::now_v7())
+                .bind(name.map(str::to_owned))
+                .bind(n)
+                .bind(parent)
+                .execute()
+        };
+        let cases = [
+            (insert(Some("a"), 1, first).await, Constraint::Unique),
+            (insert(None, 1, first).await, Constraint::NotNull),
+            (insert(Some("b"), -1, first).await, Constraint::Check),
+            (insert(Some("c"), 1, Uuid::now_v7()).await, Constraint::ForeignKey),
+        ];
+        for (outcome, expected) in cases {
+            let err = outcome.expect_err("refused");
+            assert_eq!(err.constraint(), Some(expected), "{err}");
+        }
+        assert_eq!(count(&db).await, 1, "nothing of the refused rows is kept");
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn engine_decode_errors_name_the_column() {
+    for (db, _dir) in databases("engine_decode_errors_name_the_column").await {
+        table(&db).await;
+        db.query("INSERT INTO items (id, name) VALUES ($1, 'x')").bind(Uuid::now_v7()).execute().await.expect("insert");
+        let err = db.query("SELECT name FROM items").fetch_one::<(i64,)>().await.expect_err("text is no integer");
+        assert!(matches!(&err, StoreError::Decode(e) if e.column == "0"), "{err}");
+        let err = db.query("SELECT n FROM items").fetch_one::<(i64,)>().await.expect_err("NULL is no integer");
+        assert!(matches!(err, StoreError::Decode(_)), "{err}");
+        let none: (Option<i64>,) = db.query("SELECT n FROM items").fetch_one().await.expect("NULL as None");
+        assert_eq!(none, (None,));
+        let missing = db.query("SELECT n FROM items WHERE name = 'nobody'").fetch_one::<(Option<i64>,)>().await;
+        assert!(matches!(missing, Err(StoreError::RowNotFound)));
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn engine_is_closed_after_close() {
+    for (db, _dir) in databases("engine_is_closed_after_close").await {
+        db.ping().await.expect("ping");
+        db.close().await;
+        if db.backend() == Backend::Sqlite {
+            assert!(matches!(db.ping().await, Err(StoreError::Closed)));
+        } else {
+            assert!(db.ping().await.is_err());
+        }
+    }
+}
+
+#[tokio::test]
+async fn engine_sqlite_keeps_acknowledged_writes_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    for synchronous in [Synchronous::Normal, Synchronous::Full] {
+        let options = DbOptions { synchronous, ..DbOptions::default() };
+        let db = Db::connect(&url, &options).await.expect("open");
+        if synchronous == Synchronous::Normal {
+            table(&db).await;
+        }
+        db.query("INSERT INTO items (id, name) VALUES ($1, $2)")
+            .bind(Uuid::now_v7())
+            .bind(format!("{synchronous:?}"))
+            .execute()
+            .await
+            .expect("insert");
+        db.close().await;
+    }
+    let db = Db::connect(&url, &DbOptions::default()).await.expect("reopen");
+    assert_eq!(count(&db).await, 2);
+    db.close().await;
+}

@@ -1,0 +1,283 @@
+//! SQLite on dedicated threads: one writer thread that commits concurrent writes together (see
+//! [`writer`]) and a few read-only reader threads sharing one queue (WAL lets them read while the
+//! writer writes). A statement costs one hop: the caller sends a closure, the database thread
+//! prepares (through its statement cache), binds, steps and decodes, and sends finished values
+//! back. Nothing of SQLite's is ever touched from an async task.
+
+mod statement;
+pub(crate) mod time;
+mod writer;
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use super::query::Value;
+use super::row::FromRow;
+use crate::error::StoreError;
+pub use writer::Synchronous;
+use writer::{TxOp, WriterJob};
+
+/// Work for a database thread; it answers through a channel it carries.
+type Job = Box<dyn FnOnce(&Connection) + Send>;
+
+/// How the engine is opened.
+pub(crate) struct Options {
+    pub readers: usize,
+    pub busy_timeout: Duration,
+    pub synchronous: Synchronous,
+}
+
+/// The threads and the queues to them.
+pub struct Engine {
+    writer: mpsc::Sender<WriterJob>,
+    /// `None` for an in-memory database, which only one connection can see: reads go to the writer.
+    readers: Option<mpsc::Sender<Option<Job>>>,
+    reader_count: usize,
+    busy_readers: Arc<AtomicUsize>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteEngine").field("readers", &self.reader_count).finish_non_exhaustive()
+    }
+}
+
+/// Where the database lives, from `sqlite://path`, `sqlite:path` or `sqlite::memory:` (query
+/// parameters such as `?mode=rwc` are accepted and ignored: the file is always created).
+fn location(url: &str) -> Result<Option<PathBuf>, StoreError> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path == ":memory:" || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    if path.is_empty() {
+        return Err(StoreError::Config("database.url names no SQLite file".into()));
+    }
+    Ok(Some(PathBuf::from(path)))
+}
+
+fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(256);
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+impl Engine {
+    /// Opens (creating when missing) the database and starts its threads.
+    pub(crate) fn open(url: &str, options: &Options) -> Result<Self, StoreError> {
+        let path = location(url)?;
+        let writer_conn = match &path {
+            Some(path) => Connection::open(path)?,
+            None => Connection::open_in_memory()?,
+        };
+        configure(&writer_conn, options.busy_timeout)?;
+        if path.is_some() {
+            let mode: String = writer_conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Config(format!("SQLite refused write-ahead logging (journal mode {mode})")));
+            }
+            // After a checkpoint resets the write-ahead log, the file shrinks back to this.
+            writer_conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
+        }
+        writer_conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
+
+        let mut threads = Vec::new();
+        let (writer, jobs) = mpsc::channel();
+        let checkpoints = path.is_some();
+        threads.push(spawn("oppidum-sqlite-writer", move || writer::run(writer_conn, jobs, checkpoints))?);
+
+        let busy_readers = Arc::new(AtomicUsize::new(0));
+        let (readers, reader_count) = match &path {
+            None => (None, 0),
+            Some(path) => {
+                let (sender, queue) = mpsc::channel::<Option<Job>>();
+                let queue = Arc::new(Mutex::new(queue));
+                let count = options.readers.max(1);
+                for index in 0..count {
+                    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                    let conn = Connection::open_with_flags(path, flags)?;
+                    configure(&conn, options.busy_timeout)?;
+                    let (queue, busy) = (queue.clone(), busy_readers.clone());
+                    threads.push(spawn(&format!("oppidum-sqlite-reader-{index}"), move || {
+                        read_loop(&conn, &queue, &busy)
+                    })?);
+                }
+                (Some(sender), count)
+            }
+        };
+        Ok(Self { writer, readers, reader_count, busy_readers, threads: Mutex::new(threads) })
+    }
+
+    /// Runs `work` on a reader (on the writer for an in-memory database).
+    pub(crate) async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let Some(readers) = &self.readers else { return self.write(work).await };
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        });
+        readers.send(Some(job)).map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Runs `work` on the writer, inside the next group commit; answered once that commit is
+    /// durable (or failed).
+    pub(crate) async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let unit = writer::unit(work, reply);
+        self.writer.send(WriterJob::Unit(unit)).map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Opens an interactive transaction on the writer.
+    pub(crate) fn begin(&self) -> Result<SqliteTx, StoreError> {
+        let (ops, queue) = mpsc::channel();
+        self.writer.send(WriterJob::Tx(queue)).map_err(|_| closed())?;
+        Ok(SqliteTx { ops })
+    }
+
+    /// A statement's rows, on a reader or the writer.
+    pub(crate) async fn fetch<T: FromRow>(
+        &self,
+        write: bool,
+        sql: String,
+        args: Vec<Value>,
+        limit: Option<usize>,
+    ) -> Result<Vec<T>, StoreError> {
+        let work = move |conn: &Connection| statement::fetch::<T>(conn, &sql, args, limit);
+        if write { self.write(work).await } else { self.read(work).await }
+    }
+
+    /// A statement run for its effect, on the writer (or a reader for a read-only one).
+    pub(crate) async fn execute(&self, write: bool, sql: String, args: Vec<Value>) -> Result<u64, StoreError> {
+        let work = move |conn: &Connection| statement::execute(conn, &sql, args);
+        if write { self.write(work).await } else { self.read(work).await }
+    }
+
+    /// (reader threads, readers busy now).
+    pub(crate) fn reader_stats(&self) -> (usize, usize) {
+        (self.reader_count.max(1), self.busy_readers.load(Ordering::Relaxed))
+    }
+
+    /// Lets the queued work finish, then stops the threads.
+    pub(crate) async fn close(&self) {
+        if let Some(readers) = &self.readers {
+            for _ in 0..self.reader_count {
+                let _ = readers.send(None);
+            }
+        }
+        let _ = self.writer.send(WriterJob::Stop);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+        .map_err(|err| StoreError::Config(format!("cannot start the SQLite thread {name}: {err}")))
+}
+
+fn read_loop(conn: &Connection, queue: &Mutex<mpsc::Receiver<Option<Job>>>, busy: &AtomicUsize) {
+    loop {
+        let next = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+        let Ok(Some(job)) = next else { return };
+        busy.fetch_add(1, Ordering::Relaxed);
+        // A panic in one job drops its answer (the caller sees the engine as closed for that
+        // call) and leaves the thread serving the next.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(conn)));
+        busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn closed() -> StoreError {
+    StoreError::Closed
+}
+
+/// An interactive transaction: a savepoint on the writer thread, fed statement by statement.
+/// Dropped without [`SqliteTx::commit`], it rolls back.
+#[derive(Debug)]
+pub struct SqliteTx {
+    ops: mpsc::Sender<TxOp>,
+}
+
+impl SqliteTx {
+    async fn run<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        });
+        self.ops.send(TxOp::Run(job)).map_err(|_| StoreError::TxAborted)?;
+        answer.await.map_err(|_| StoreError::TxAborted)?
+    }
+
+    pub(crate) async fn fetch<T: FromRow>(
+        &self,
+        sql: String,
+        args: Vec<Value>,
+        limit: Option<usize>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.run(move |conn| statement::fetch::<T>(conn, &sql, args, limit)).await
+    }
+
+    pub(crate) async fn execute(&self, sql: String, args: Vec<Value>) -> Result<u64, StoreError> {
+        self.run(move |conn| statement::execute(conn, &sql, args)).await
+    }
+
+    pub(crate) async fn execute_batch(&self, sql: String) -> Result<(), StoreError> {
+        self.run(move |conn| conn.execute_batch(&sql).map_err(StoreError::from)).await
+    }
+
+    /// Commits; answered once the group commit holding it is durable.
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.ops.send(TxOp::Commit(reply)).map_err(|_| StoreError::TxAborted)?;
+        answer.await.map_err(|_| StoreError::TxAborted)?
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.ops.send(TxOp::Rollback(reply)).map_err(|_| StoreError::TxAborted)?;
+        answer.await.map_err(|_| StoreError::TxAborted)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(location("sqlite://data/o.db").ok().flatten(), Some(PathBuf::from("data/o.db")));
+        assert_eq!(location("sqlite:///var/o.db?mode=rwc").ok().flatten(), Some(PathBuf::from("/var/o.db")));
+        assert_eq!(location("sqlite:o.db").ok().flatten(), Some(PathBuf::from("o.db")));
+        assert_eq!(location("sqlite::memory:").ok().flatten(), None);
+        assert!(location("sqlite://").is_err());
+    }
+}

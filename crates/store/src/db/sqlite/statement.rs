@@ -1,0 +1,85 @@
+//! One statement on an SQLite connection, run on the database thread: prepared through the
+//! connection's statement cache, arguments bound by their `$n` numbers, rows decoded right there so
+//! only finished values cross back to the async caller.
+
+use rusqlite::Connection;
+use rusqlite::types::Value as Sql;
+
+use super::time;
+use crate::db::query::Value;
+use crate::db::row::{FromRow, Row};
+use crate::error::StoreError;
+
+/// How SQLite stores each argument: the spellings sqlx used before, so databases written by earlier
+/// versions read and compare the same (UUIDs as 16-byte blobs, times as RFC 3339 text, booleans
+/// as integers, JSON as text, dates as `YYYY-MM-DD`).
+fn encode(value: Value) -> Sql {
+    fn or_null<T>(value: Option<T>, f: impl FnOnce(T) -> Sql) -> Sql {
+        value.map_or(Sql::Null, f)
+    }
+    match value {
+        Value::Bool(v) => or_null(v, |b| Sql::Integer(i64::from(b))),
+        Value::I64(v) => or_null(v, Sql::Integer),
+        Value::F64(v) => or_null(v, Sql::Real),
+        Value::Text(v) => or_null(v, Sql::Text),
+        Value::Bytes(v) => or_null(v, Sql::Blob),
+        Value::Uuid(v) => or_null(v, |u| Sql::Blob(u.as_bytes().to_vec())),
+        Value::Time(v) => or_null(v, |t| Sql::Text(time::format(&t))),
+        Value::Date(v) => or_null(v, |d| Sql::Text(d.format("%F").to_string())),
+        Value::Json(v) => or_null(v, |j| Sql::Text(j.to_string())),
+    }
+}
+
+/// Binds `args` to the statement's parameters: `$n` takes the n-th argument (a number used twice
+/// is one parameter), a bare `?` the argument at its position.
+fn bind(statement: &mut rusqlite::Statement<'_>, args: Vec<Value>) -> Result<(), StoreError> {
+    let count = statement.parameter_count();
+    let mut args: Vec<Option<Value>> = args.into_iter().map(Some).collect();
+    for index in 1..=count {
+        let position = match statement.parameter_name(index) {
+            Some(name) => name
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| StoreError::Statement(format!("parameter `{name}` is not of the form $n")))?,
+            None => index,
+        };
+        let value = args
+            .get_mut(position - 1)
+            .and_then(|slot| slot.take())
+            .ok_or_else(|| StoreError::Statement(format!("no argument bound for parameter {position}")))?;
+        statement.raw_bind_parameter(index, encode(value))?;
+    }
+    Ok(())
+}
+
+/// Runs `sql` and decodes up to `limit` rows (all when `None`); the statement still runs to its
+/// end, so a `RETURNING` statement changes every row it names.
+pub(super) fn fetch<T: FromRow>(
+    conn: &Connection,
+    sql: &str,
+    args: Vec<Value>,
+    limit: Option<usize>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    bind(&mut statement, args)?;
+    let mut rows = statement.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        if limit.is_none_or(|limit| out.len() < limit) {
+            out.push(T::from_row(&Row::sqlite(row))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `sql` for its effect; the number of rows it changed.
+pub(super) fn execute(conn: &Connection, sql: &str, args: Vec<Value>) -> Result<u64, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    bind(&mut statement, args)?;
+    let read_only = statement.readonly();
+    let mut rows = statement.raw_query();
+    while rows.next()?.is_some() {}
+    drop(rows);
+    Ok(if read_only { 0 } else { conn.changes() })
+}

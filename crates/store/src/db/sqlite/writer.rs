@@ -1,0 +1,303 @@
+//! The single writer and its group commit. Writes queue on one channel; the writer thread opens a
+//! transaction, runs every unit already waiting (each in a savepoint of its own, so one failing
+//! unit undoes only itself), commits once, and only then answers each caller — with its result, or
+//! with the commit's failure. Under load many callers share one commit (and, with
+//! `synchronous = FULL`, one `fsync`); alone, a write costs what it did before.
+//!
+//! An interactive transaction ([`super::SqliteTx`]) is a savepoint fed statement by statement from
+//! its own channel; the writer waits for its next statement (at most [`TX_IDLE`]) and commits it
+//! with the group.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::Job;
+use crate::error::StoreError;
+
+/// How many units one commit takes at most, and how long a batch may keep taking them: bounds the
+/// wait of the first caller in a batch.
+const MAX_UNITS: usize = 256;
+const MAX_BATCH: Duration = Duration::from_millis(5);
+/// An interactive transaction that sends nothing for this long is rolled back.
+const TX_IDLE: Duration = Duration::from_secs(30);
+/// How often the write-ahead log is reset (see [`checkpoint`]).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// `PRAGMA synchronous`: `Normal` survives a crash of the process (WAL), `Full` also a loss of
+/// power or an operating-system crash, at one `fsync` per group commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    #[default]
+    Normal,
+    Full,
+}
+
+impl Synchronous {
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+}
+
+/// Answers a unit's caller once the commit's outcome is known.
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A unit of work: runs on the writer (or, given no connection, does not run because its batch
+/// failed), says whether it succeeded, and how to answer.
+pub(super) type Unit = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
+
+pub(super) enum WriterJob {
+    Unit(Unit),
+    Tx(Receiver<TxOp>),
+    Stop,
+}
+
+pub(crate) enum TxOp {
+    Run(Job),
+    Commit(oneshot::Sender<Result<(), StoreError>>),
+    Rollback(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// Wraps `work` into a unit answering on `reply` after the commit.
+pub(super) fn unit<R, F>(work: F, reply: oneshot::Sender<Result<R, StoreError>>) -> Unit
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+{
+    Box::new(move |conn: Option<&Connection>| {
+        let result = conn.map(work);
+        let ok = matches!(result, Some(Ok(_)));
+        let answer: Reply = Box::new(move |commit| {
+            let _ = reply.send(match (result, commit) {
+                (Some(Err(err)), _) => Err(err),
+                (Some(Ok(value)), Ok(())) => Ok(value),
+                (_, Err(message)) => Err(StoreError::Commit(message)),
+                (None, Ok(())) => Err(StoreError::Commit("the write was not run".into())),
+            });
+        });
+        (ok, answer)
+    })
+}
+
+/// The writer thread's loop; returns when told to stop or when every sender is gone.
+pub(super) fn run(conn: Connection, jobs: Receiver<WriterJob>, checkpoints: bool) {
+    let mut last_checkpoint = Instant::now();
+    loop {
+        let wait = CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed());
+        let first = match jobs.recv_timeout(wait) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                if checkpoints {
+                    checkpoint(&conn);
+                }
+                last_checkpoint = Instant::now();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch = Batch::new(&conn);
+        let mut stop = batch.take(first);
+        let started = Instant::now();
+        while !stop && batch.units < MAX_UNITS && started.elapsed() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => stop = batch.take(job),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    stop = true;
+                }
+            }
+        }
+        batch.commit();
+        if stop {
+            return;
+        }
+        if checkpoints && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            checkpoint(&conn);
+            last_checkpoint = Instant::now();
+        }
+    }
+}
+
+/// Resets the write-ahead log. SQLite's own checkpoints are passive: under a steady stream of reads
+/// the log is never reset and grows without bound (half a gigabyte after 50,000 inserts), and every
+/// read then searches a bigger log. A `RESTART` checkpoint waits for the readers of the moment and
+/// lets the next write start the log over; it waits 100 ms at most, then tries again a second later.
+fn checkpoint(conn: &Connection) {
+    let short = Duration::from_millis(100);
+    let result = conn
+        .busy_timeout(short)
+        .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())))
+        .and_then(|()| conn.busy_timeout(Duration::from_secs(5)));
+    if let Err(err) = result {
+        tracing::debug!(error = %err, "checkpoint of the write-ahead log failed; retried in a second");
+    }
+}
+
+fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// One group commit in the making.
+struct Batch<'c> {
+    conn: &'c Connection,
+    /// Whether `BEGIN` succeeded; when not, every unit is answered with why.
+    open: Result<(), String>,
+    pending: Vec<Reply>,
+    units: usize,
+}
+
+impl<'c> Batch<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        let open = exec(conn, "BEGIN IMMEDIATE").map_err(|err| err.to_string());
+        Self { conn, open, pending: Vec::new(), units: 0 }
+    }
+
+    /// Runs one job; true when it was the order to stop.
+    fn take(&mut self, job: WriterJob) -> bool {
+        match job {
+            WriterJob::Unit(unit) => self.unit(unit),
+            WriterJob::Tx(ops) => self.interactive(&ops),
+            WriterJob::Stop => return true,
+        }
+        false
+    }
+
+    fn unit(&mut self, unit: Unit) {
+        self.units += 1;
+        let refused = match &self.open {
+            Err(message) => Some(message.clone()),
+            Ok(()) => exec(self.conn, "SAVEPOINT unit").err().map(|err| err.to_string()),
+        };
+        if let Some(message) = refused {
+            let (_, reply) = unit(None);
+            reply(Err(message));
+            return;
+        }
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| unit(Some(self.conn))));
+        let ok = matches!(outcome, Ok((true, _)));
+        self.end_savepoint("unit", ok);
+        if let Ok((_, reply)) = outcome {
+            self.pending.push(reply);
+        }
+        self.check_still_open();
+    }
+
+    /// Releases (keeps) or rolls back the savepoint `name`.
+    fn end_savepoint(&mut self, name: &str, keep: bool) {
+        let result = if keep {
+            exec(self.conn, &format!("RELEASE {name}"))
+        } else {
+            exec(self.conn, &format!("ROLLBACK TO {name}")).and_then(|()| exec(self.conn, &format!("RELEASE {name}")))
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "ending an SQLite savepoint failed");
+        }
+    }
+
+    /// Some failures (disk full, I/O errors) roll back the whole transaction: the units before
+    /// are lost, so their callers hear it now, and the batch starts over.
+    fn check_still_open(&mut self) {
+        if self.conn.is_autocommit() {
+            let message = "the transaction was rolled back by SQLite (disk full or an I/O error)".to_owned();
+            for reply in self.pending.drain(..) {
+                reply(Err(message.clone()));
+            }
+            self.open = exec(self.conn, "BEGIN IMMEDIATE").map_err(|err| err.to_string());
+        }
+    }
+
+    /// An interactive transaction. Units already run are committed first, so their callers do not
+    /// wait on a transaction that may take its time.
+    fn interactive(&mut self, ops: &Receiver<TxOp>) {
+        self.units += 1;
+        if !self.pending.is_empty() {
+            self.flush();
+        }
+        if let Err(message) = &self.open {
+            let message = message.clone();
+            drain_refusing(ops, &message);
+            return;
+        }
+        if let Err(err) = exec(self.conn, "SAVEPOINT tx") {
+            drain_refusing(ops, &err.to_string());
+            return;
+        }
+        loop {
+            match ops.recv_timeout(TX_IDLE) {
+                Ok(TxOp::Run(job)) => {
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(self.conn)));
+                    if self.conn.is_autocommit() {
+                        self.check_still_open();
+                        drain_refusing(ops, "the transaction was rolled back by SQLite");
+                        return;
+                    }
+                }
+                Ok(TxOp::Commit(reply)) => {
+                    self.end_savepoint("tx", true);
+                    self.pending.push(Box::new(move |outcome| {
+                        let _ = reply.send(outcome.map_err(StoreError::Commit));
+                    }));
+                    return;
+                }
+                Ok(TxOp::Rollback(reply)) => {
+                    self.end_savepoint("tx", false);
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.end_savepoint("tx", false);
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    tracing::warn!("an SQLite transaction sent nothing for 30 s and was rolled back");
+                    self.end_savepoint("tx", false);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Commits what is pending, answers its callers, and opens the next transaction.
+    fn flush(&mut self) {
+        self.finish();
+        self.open = exec(self.conn, "BEGIN IMMEDIATE").map_err(|err| err.to_string());
+    }
+
+    fn finish(&mut self) {
+        let outcome = match &self.open {
+            Ok(()) => match exec(self.conn, "COMMIT") {
+                Ok(()) => Ok(()),
+                Err(err) => {
+                    let _ = exec(self.conn, "ROLLBACK");
+                    Err(err.to_string())
+                }
+            },
+            Err(message) => Err(message.clone()),
+        };
+        for reply in self.pending.drain(..) {
+            reply(outcome.clone());
+        }
+    }
+
+    fn commit(mut self) {
+        self.finish();
+    }
+}
+
+/// Answers every operation of a transaction that could not start.
+fn drain_refusing(ops: &Receiver<TxOp>, message: &str) {
+    while let Ok(op) = ops.recv_timeout(TX_IDLE) {
+        match op {
+            TxOp::Run(_) => {}
+            TxOp::Commit(reply) | TxOp::Rollback(reply) => {
+                let _ = reply.send(Err(StoreError::Commit(message.to_owned())));
+                return;
+            }
+        }
+    }
+}
