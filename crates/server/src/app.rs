@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
+use oppidum_core::config::SqliteSynchronous;
 use oppidum_core::config::{BlobBackend, Config};
 use oppidum_core::time::{Clock, SystemClock};
 use oppidum_core::vault::Vault;
 use oppidum_identity::Identity;
 use oppidum_mail::Mailer;
 use oppidum_store::blob::ObjectBlobStore;
-use oppidum_store::db::DbOptions;
+use oppidum_store::db::{DbOptions, Synchronous};
 use oppidum_store::jobs::JobQueue;
 use oppidum_store::{BlobStore, Db, EventBus};
 use uuid::Uuid;
@@ -64,6 +65,10 @@ pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
     let options = DbOptions {
         max_connections: config.database.max_connections,
         busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+        synchronous: match config.database.synchronous {
+            SqliteSynchronous::Normal => Synchronous::Normal,
+            SqliteSynchronous::Full => Synchronous::Full,
+        },
         ..DbOptions::default()
     };
     let url = config.database_url();

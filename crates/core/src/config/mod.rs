@@ -125,12 +125,32 @@ pub struct DatabaseConfig {
     /// At start, how long to keep retrying (with backoff, each attempt logged) a database that does
     /// not answer yet, as when a cluster's nodes start before PostgreSQL; 0 gives up at once.
     pub connect_retry_secs: u64,
+    /// SQLite's durability: `normal` (every acknowledged write survives a crash of the process) or
+    /// `full` (also a power loss or an operating-system crash, at one `fsync` per group commit).
+    /// PostgreSQL follows the server's own `synchronous_commit`.
+    pub synchronous: SqliteSynchronous,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: None, max_connections: 8, migrate_on_start: true, busy_timeout_ms: 5_000, connect_retry_secs: 60 }
+        Self {
+            url: None,
+            max_connections: 8,
+            migrate_on_start: true,
+            busy_timeout_ms: 5_000,
+            connect_retry_secs: 60,
+            synchronous: SqliteSynchronous::Normal,
+        }
     }
+}
+
+/// `database.synchronous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    #[default]
+    Normal,
+    Full,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -500,6 +520,15 @@ mod tests {
         let mut config = Config { mode: Mode::Production, ..Config::default() };
         config.identity.app_url = Some("http://app.example.org/".into());
         assert!(config.problems().join("\n").contains("identity.app_url: `http://app.example.org/` must use https"));
+    }
+
+    #[test]
+    fn config_sqlite_synchronous_is_normal_or_full() {
+        let parse = |raw: &str| serde_json::from_value::<DatabaseConfig>(serde_json::json!({ "synchronous": raw }));
+        assert_eq!(parse("full").expect("full").synchronous, SqliteSynchronous::Full);
+        assert_eq!(parse("normal").expect("normal").synchronous, SqliteSynchronous::Normal);
+        assert!(parse("off").is_err(), "durability below NORMAL is not offered");
+        assert_eq!(DatabaseConfig::default().synchronous, SqliteSynchronous::Normal);
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl<'c> Query<'c> {
 
     /// Up to `limit` rows (all when `None`), decoded.
     async fn rows<T: FromRow>(self, limit: Option<usize>) -> Result<Vec<T>, StoreError> {
+        count_statement();
         let Query { target, sql, args } = self;
         match target {
             Target::Sqlite { engine, write } => engine.fetch(write, sql.into_owned(), args, limit).await,
@@ -141,6 +142,7 @@ impl<'c> Query<'c> {
 
     /// Runs the statement; returns the number of rows it changed.
     pub async fn execute(self) -> Result<u64, StoreError> {
+        count_statement();
         let Query { target, sql, args } = self;
         Ok(match target {
             Target::Sqlite { engine, write } => engine.execute(write, sql.into_owned(), args).await?,
@@ -149,6 +151,12 @@ impl<'c> Query<'c> {
             Target::PgConn(conn) => pg_query(sql, args).execute(conn).await?.rows_affected(),
         })
     }
+}
+
+/// Statements run, for `/metrics` (`oppidum_db_statements_total`): divided by requests, the
+/// queries per request the benchmarks print.
+fn count_statement() {
+    metrics::counter!("oppidum_db_statements_total").increment(1);
 }
 
 /// Runs a PostgreSQL statement; with a limit of one row, only that row is fetched.
