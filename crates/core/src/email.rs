@@ -1,11 +1,14 @@
 //! The syntax of the email addresses Oppidum accepts for accounts, invitations and recipients: a
-//! dot-atom local part (RFC 5322 §3.4.1 without quoted strings or comments) and a domain of
-//! letter, digit and hyphen labels (RFC 1035), at most 254 bytes. Every mail library and relay
+//! dot-atom local part (RFC 5322 §3.4.1 without quoted strings or comments) of at most 64 bytes
+//! (RFC 5321 §4.5.3.1.1) and a domain of letter, digit and hyphen labels (RFC 1035), at most 254
+//! bytes in all. Every mail library and relay
 //! accepts these, so an address taken at sign-up can always be written to; the OpenAPI document
 //! states the same rule as a pattern ([`PATTERN`]).
 
-/// [`is_valid`] as a regular expression, for the OpenAPI document.
-pub const PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$";
+/// [`is_valid`] as a regular expression, for the OpenAPI document. The local-part limit is a
+/// negative lookahead (ECMA-262 regular expressions have them; test generators skip them and
+/// check the whole pattern afterwards).
+pub const PATTERN: &str = r"^(?![^@]{65})[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$";
 
 /// An address in a request (the OpenAPI shape): [`PATTERN`], with the surrounding whitespace that
 /// the server trims.
@@ -20,13 +23,16 @@ impl utoipa::PartialSchema for EmailAddress {
 
 impl utoipa::ToSchema for EmailAddress {}
 
+/// Longest local part, in bytes (RFC 5321 §4.5.3.1.1).
+pub const MAX_LOCAL_LEN: usize = 64;
+
 /// Longest address, in bytes (RFC 5321 §4.5.3.1.3 path limit less the angle brackets).
 pub const MAX_LEN: usize = 254;
 
 /// Whether `address` has the accepted syntax.
 pub fn is_valid(address: &str) -> bool {
     let Some((local, domain)) = address.split_once('@') else { return false };
-    address.len() <= MAX_LEN && is_dot_atom(local) && is_domain(domain)
+    address.len() <= MAX_LEN && local.len() <= MAX_LOCAL_LEN && is_dot_atom(local) && is_domain(domain)
 }
 
 fn is_atext(b: u8) -> bool {
@@ -81,5 +87,8 @@ mod tests {
         assert!(!is_valid(&long_label));
         let long = format!("{}@example.org", "a".repeat(250));
         assert!(!is_valid(&long));
+        let longest_local = "a.".repeat(31) + "bc";
+        assert!(is_valid(&format!("{longest_local}@example.org")));
+        assert!(!is_valid(&format!("{longest_local}d@example.org")));
     }
 }

@@ -234,3 +234,30 @@ impl Mailer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_mailbox;
+    use oppidum_core::email;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// An address the server accepts at sign-up or in an invitation can always be written to.
+        #[test]
+        fn every_accepted_address_is_a_mailbox(
+            address in r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,80}@[A-Za-z0-9.-]{1,40}",
+        ) {
+            if email::is_valid(&address) {
+                prop_assert!(parse_mailbox(&address).is_ok(), "{address}");
+            }
+        }
+    }
+
+    #[test]
+    fn addresses_found_by_schemathesis_are_refused_or_sent() {
+        let local = "`0oj*^.a.9c31bu6o0g'8_&&nd!k?scip0`k|.a!.}0z";
+        for address in [format!("{local}@ffqbd.a.3"), format!("{}@ffqbd.a.3", local.repeat(3))] {
+            assert_eq!(email::is_valid(&address), parse_mailbox(&address).is_ok(), "{address}");
+        }
+    }
+}
