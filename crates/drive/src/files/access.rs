@@ -50,15 +50,9 @@ impl Drive {
     /// The drive a request names: absent or `me` for the caller's own, `org:<id>` for an
     /// organization's shared drive.
     pub async fn scope(&self, principal: &Principal, drive: Option<&str>) -> Result<Scope, DriveError> {
-        match drive.map(str::trim) {
-            None | Some("" | "me") => Ok(Scope::personal(principal)),
-            Some(name) => {
-                let org = name
-                    .strip_prefix("org:")
-                    .and_then(|id| Uuid::parse_str(id).ok())
-                    .ok_or_else(|| DriveError::UnknownDrive(name.chars().take(64).collect()))?;
-                self.org_scope(principal, org).await
-            }
+        match selected_org(drive)? {
+            None => Ok(Scope::personal(principal)),
+            Some(org) => self.org_scope(principal, org).await,
         }
     }
 
@@ -130,6 +124,38 @@ impl oppidum_core::FileAccess for Drive {
             Ok(node) => Ok(node.kind == "file"),
             Err(DriveError::NotFound) => Ok(false),
             Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// The organization a drive selector names: `None` for the personal drive
+/// (absent, empty or `me`), exactly as the OpenAPI pattern says — no trimming.
+fn selected_org(drive: Option<&str>) -> Result<Option<Uuid>, DriveError> {
+    match drive {
+        None | Some("" | "me") => Ok(None),
+        Some(name) => name
+            .strip_prefix("org:")
+            .filter(|id| id.len() == 36)
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .map(Some)
+            .ok_or_else(|| DriveError::UnknownDrive(name.chars().take(64).collect())),
+    }
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::*;
+
+    #[test]
+    fn selectors_are_taken_exactly() {
+        let org = Uuid::new_v4();
+        assert_eq!(selected_org(None).ok(), Some(None));
+        assert_eq!(selected_org(Some("")).ok(), Some(None));
+        assert_eq!(selected_org(Some("me")).ok(), Some(None));
+        assert_eq!(selected_org(Some(&format!("org:{org}"))).ok(), Some(Some(org)));
+        for bad in ["\r", " me", "me ", "ME", "org:", "org:x", &format!("org:{}", org.simple()), &format!(" org:{org}")]
+        {
+            assert!(matches!(selected_org(Some(bad)), Err(DriveError::UnknownDrive(_))), "{bad:?} accepted");
         }
     }
 }
