@@ -214,15 +214,20 @@ sql_text!(
     sea_query::TableDropStatement
 );
 
-/// The index on a table's scope column, if it has one.
+/// The index on a table's scope column, if it has one, followed by the primary key: a listing
+/// (`WHERE owner = $1 ORDER BY id LIMIT n`) reads its page in order instead of sorting every row
+/// of the owner.
 fn scope_index(prefix: &str, name: &str, table: &TableSpec, backend: Backend) -> Option<String> {
     let column = scope_column(table)?.to_owned();
-    let index = Index::create()
+    let mut index = Index::create()
         .if_not_exists()
         .name(format!("{}__by_{column}", table_name(prefix, name)))
         .table(Alias::new(table_name(prefix, name)))
-        .col(Alias::new(column))
+        .col(Alias::new(&column))
         .to_owned();
+    for (key, _) in table.fields.iter().filter(|(key, field)| field.primary && **key != column) {
+        index.col(Alias::new(key));
+    }
     Some(build(&index, backend))
 }
 
@@ -395,6 +400,8 @@ tables:
         for db in databases {
             let statements = create_statements("app_prokov__", &app.schema, db.backend());
             assert!(statements[0].contains("app_prokov__projects"), "targets first: {statements:?}");
+            let by_owner = statements.iter().find(|s| s.contains("__by_owner_id")).expect("scope index");
+            assert!(by_owner.contains(r#"("owner_id", "id")"#), "listings read in key order: {by_owner}");
             for sql in &statements {
                 db.query_dynamic(sql.clone()).execute().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
                 // Applying again changes nothing.
