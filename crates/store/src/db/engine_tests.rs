@@ -25,6 +25,11 @@ async fn table(db: &Db) {
     .expect("create");
 }
 
+/// Runs an `INSERT` whose `$1` is a fresh id.
+async fn insert_one(query: Query<'_>) {
+    query.bind(Uuid::now_v7()).execute().await.expect("insert");
+}
+
 async fn count(db: &Db) -> i64 {
     let (n,): (i64,) = db.query("SELECT COUNT(*) FROM items").fetch_one().await.expect("count");
     n
@@ -70,26 +75,14 @@ async fn engine_transactions_roll_back_when_dropped_or_failed() {
         table(&db).await;
         {
             let mut tx = db.begin().await.expect("begin");
-            tx.query("INSERT INTO items (id, name) VALUES ($1, 'dropped')")
-                .bind(Uuid::now_v7())
-                .execute()
-                .await
-                .expect("insert");
+            insert_one(tx.query("INSERT INTO items (id, name) VALUES ($1, 'dropped')")).await;
         }
         // The writer is free again at once: this write is not stuck behind the dropped transaction.
-        db.query("INSERT INTO items (id, name) VALUES ($1, 'after')")
-            .bind(Uuid::now_v7())
-            .execute()
-            .await
-            .expect("insert");
+        insert_one(db.query("INSERT INTO items (id, name) VALUES ($1, 'after')")).await;
         assert_eq!(count(&db).await, 1);
 
         let mut tx = db.begin().await.expect("begin");
-        tx.query("INSERT INTO items (id, name) VALUES ($1, 'kept')")
-            .bind(Uuid::now_v7())
-            .execute()
-            .await
-            .expect("insert");
+        insert_one(tx.query("INSERT INTO items (id, name) VALUES ($1, 'kept')")).await;
         let (inside,): (i64,) = tx.query("SELECT COUNT(*) FROM items").fetch_one().await.expect("count");
         assert_eq!(inside, 2, "a transaction reads its own writes");
         assert_eq!(count(&db).await, 1, "others do not see them before the commit");
@@ -132,7 +125,7 @@ async fn engine_names_the_broken_constraint() {
 async fn engine_decode_errors_name_the_column() {
     for (db, _dir) in databases("engine_decode_errors_name_the_column").await {
         table(&db).await;
-        db.query("INSERT INTO items (id, name) VALUES ($1, 'x')").bind(Uuid::now_v7()).execute().await.expect("insert");
+        insert_one(db.query("INSERT INTO items (id, name) VALUES ($1, 'x')")).await;
         let err = db.query("SELECT name FROM items").fetch_one::<(i64,)>().await.expect_err("text is no integer");
         assert!(matches!(&err, StoreError::Decode(e) if e.column == "0"), "{err}");
         let err = db.query("SELECT n FROM items").fetch_one::<(i64,)>().await.expect_err("NULL is no integer");
@@ -178,5 +171,23 @@ async fn engine_sqlite_keeps_acknowledged_writes_across_reopen() {
     }
     let db = Db::connect(&url, &DbOptions::default()).await.expect("reopen");
     assert_eq!(count(&db).await, 2);
+    db.close().await;
+}
+
+#[tokio::test]
+async fn engine_sqlite_rolls_back_an_idle_transaction_and_frees_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let options = DbOptions { tx_idle: std::time::Duration::from_millis(200), ..DbOptions::default() };
+    let db = Db::connect(&url, &options).await.expect("open");
+    table(&db).await;
+    let mut tx = db.begin().await.expect("begin");
+    insert_one(tx.query("INSERT INTO items (id, name) VALUES ($1, 'idle')")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // The writer gave up on the transaction: other writes go on, and its own commit fails.
+    insert_one(db.query("INSERT INTO items (id, name) VALUES ($1, 'next')")).await;
+    assert!(tx.commit().await.is_err(), "an abandoned transaction cannot commit");
+    let names: Vec<(String,)> = db.query("SELECT name FROM items").fetch_all().await.expect("names");
+    assert_eq!(names, vec![("next".to_owned(),)], "nothing of the idle transaction is kept");
     db.close().await;
 }

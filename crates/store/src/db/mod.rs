@@ -58,6 +58,10 @@ pub struct DbOptions {
     pub acquire_timeout: Duration,
     /// SQLite's durability (PostgreSQL's is the server's own `synchronous_commit`).
     pub synchronous: Synchronous,
+    /// SQLite: an interactive transaction that sends nothing for this long is rolled back, so a
+    /// stuck caller cannot hold the single writer (PostgreSQL: the server's
+    /// `idle_in_transaction_session_timeout`).
+    pub tx_idle: Duration,
 }
 
 impl Default for DbOptions {
@@ -67,6 +71,7 @@ impl Default for DbOptions {
             busy_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Normal,
+            tx_idle: Duration::from_secs(30),
         }
     }
 }
@@ -109,6 +114,7 @@ impl Db {
             readers: usize::try_from(options.max_connections).unwrap_or(8),
             busy_timeout: options.busy_timeout,
             synchronous: options.synchronous,
+            tx_idle: options.tx_idle,
         };
         let url = url.to_owned();
         // Opening touches the disk (and may wait on a lock): off the async threads.

@@ -113,31 +113,31 @@ impl<'c> Query<'c> {
         self
     }
 
-    /// Up to `limit` rows (all when `None`), decoded.
-    async fn rows<T: FromRow>(self, limit: Option<usize>) -> Result<Vec<T>, StoreError> {
+    /// The rows (only the first when `one`), decoded.
+    async fn rows<T: FromRow>(self, one: bool) -> Result<Vec<T>, StoreError> {
         count_statement();
         let Query { target, sql, args } = self;
         match target {
-            Target::Sqlite { engine, write } => engine.fetch(write, sql.into_owned(), args, limit).await,
-            Target::SqliteTx(tx) => tx.fetch(sql.into_owned(), args, limit).await,
-            Target::PgPool(pool) => pg_rows(pg_query(sql, args), pool, limit).await,
-            Target::PgConn(conn) => pg_rows(pg_query(sql, args), conn, limit).await,
+            Target::Sqlite { engine, write } => engine.fetch(write, sql.into_owned(), args, one).await,
+            Target::SqliteTx(tx) => tx.fetch(sql.into_owned(), args, one).await,
+            Target::PgPool(pool) => pg_rows(pg_query(sql, args), pool, one).await,
+            Target::PgConn(conn) => pg_rows(pg_query(sql, args), conn, one).await,
         }
     }
 
     /// Exactly one row, or `RowNotFound`.
     pub async fn fetch_one<T: FromRow>(self) -> Result<T, StoreError> {
-        self.rows(Some(1)).await?.into_iter().next().ok_or(StoreError::RowNotFound)
+        self.rows(true).await?.into_iter().next().ok_or(StoreError::RowNotFound)
     }
 
     /// Zero or one row.
     pub async fn fetch_optional<T: FromRow>(self) -> Result<Option<T>, StoreError> {
-        Ok(self.rows(Some(1)).await?.into_iter().next())
+        Ok(self.rows(true).await?.into_iter().next())
     }
 
     /// Every row.
     pub async fn fetch_all<T: FromRow>(self) -> Result<Vec<T>, StoreError> {
-        self.rows(None).await
+        self.rows(false).await
     }
 
     /// Runs the statement; returns the number of rows it changed.
@@ -159,24 +159,20 @@ fn count_statement() {
     metrics::counter!("oppidum_db_statements_total").increment(1);
 }
 
-/// Runs a PostgreSQL statement; with a limit of one row, only that row is fetched.
+/// Runs a PostgreSQL statement; only its first row is fetched when `one`.
 async fn pg_rows<'e, T, E>(
     query: sqlx::query::Query<'static, Postgres, PgArguments>,
     executor: E,
-    limit: Option<usize>,
+    one: bool,
 ) -> Result<Vec<T>, StoreError>
 where
     T: FromRow,
     E: sqlx::Executor<'e, Database = Postgres>,
 {
-    let rows = if limit == Some(1) {
+    let rows = if one {
         query.fetch_optional(executor).await?.into_iter().collect()
     } else {
         query.fetch_all(executor).await?
     };
-    let mut decoded = decode_pg::<T>(&rows)?;
-    if let Some(limit) = limit {
-        decoded.truncate(limit);
-    }
-    Ok(decoded)
+    decode_pg::<T>(&rows)
 }

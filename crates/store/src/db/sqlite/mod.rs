@@ -32,6 +32,7 @@ pub(crate) struct Options {
     pub readers: usize,
     pub busy_timeout: Duration,
     pub synchronous: Synchronous,
+    pub tx_idle: Duration,
 }
 
 /// The threads and the queues to them.
@@ -92,8 +93,8 @@ impl Engine {
 
         let mut threads = Vec::new();
         let (writer, jobs) = mpsc::channel();
-        let checkpoints = path.is_some();
-        threads.push(spawn("oppidum-sqlite-writer", move || writer::run(writer_conn, jobs, checkpoints))?);
+        let (checkpoints, tx_idle) = (path.is_some(), options.tx_idle);
+        threads.push(spawn("oppidum-sqlite-writer", move || writer::run(writer_conn, jobs, checkpoints, tx_idle))?);
 
         let busy_readers = Arc::new(AtomicUsize::new(0));
         let (readers, reader_count) = match &path {
@@ -128,8 +129,8 @@ impl Engine {
         let job: Job = Box::new(move |conn| {
             let _ = reply.send(work(conn));
         });
-        readers.send(Some(job)).map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        readers.send(Some(job)).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `work` on the writer, inside the next group commit; answered once that commit is
@@ -141,14 +142,14 @@ impl Engine {
     {
         let (reply, answer) = oneshot::channel();
         let unit = writer::unit(work, reply);
-        self.writer.send(WriterJob::Unit(unit)).map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        self.writer.send(WriterJob::Unit(unit)).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Opens an interactive transaction on the writer.
     pub(crate) fn begin(&self) -> Result<SqliteTx, StoreError> {
         let (ops, queue) = mpsc::channel();
-        self.writer.send(WriterJob::Tx(queue)).map_err(|_| closed())?;
+        self.writer.send(WriterJob::Tx(queue)).map_err(|_| StoreError::Closed)?;
         Ok(SqliteTx { ops })
     }
 
@@ -158,9 +159,9 @@ impl Engine {
         write: bool,
         sql: String,
         args: Vec<Value>,
-        limit: Option<usize>,
+        one: bool,
     ) -> Result<Vec<T>, StoreError> {
-        let work = move |conn: &Connection| statement::fetch::<T>(conn, &sql, args, limit);
+        let work = move |conn: &Connection| statement::fetch::<T>(conn, &sql, args, one);
         if write { self.write(work).await } else { self.read(work).await }
     }
 
@@ -212,10 +213,6 @@ fn read_loop(conn: &Connection, queue: &Mutex<mpsc::Receiver<Option<Job>>>, busy
     }
 }
 
-pub(crate) fn closed() -> StoreError {
-    StoreError::Closed
-}
-
 /// An interactive transaction: a savepoint on the writer thread, fed statement by statement.
 /// Dropped without [`SqliteTx::commit`], it rolls back.
 #[derive(Debug)]
@@ -241,9 +238,9 @@ impl SqliteTx {
         &self,
         sql: String,
         args: Vec<Value>,
-        limit: Option<usize>,
+        one: bool,
     ) -> Result<Vec<T>, StoreError> {
-        self.run(move |conn| statement::fetch::<T>(conn, &sql, args, limit)).await
+        self.run(move |conn| statement::fetch::<T>(conn, &sql, args, one)).await
     }
 
     pub(crate) async fn execute(&self, sql: String, args: Vec<Value>) -> Result<u64, StoreError> {

@@ -53,20 +53,20 @@ fn bind(statement: &mut rusqlite::Statement<'_>, args: Vec<Value>) -> Result<(),
     Ok(())
 }
 
-/// Runs `sql` and decodes up to `limit` rows (all when `None`); the statement still runs to its
+/// Runs `sql` and decodes its rows (only the first when `one`); the statement still runs to its
 /// end, so a `RETURNING` statement changes every row it names.
 pub(super) fn fetch<T: FromRow>(
     conn: &Connection,
     sql: &str,
     args: Vec<Value>,
-    limit: Option<usize>,
+    one: bool,
 ) -> Result<Vec<T>, StoreError> {
     let mut statement = conn.prepare_cached(sql)?;
     bind(&mut statement, args)?;
     let mut rows = statement.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        if limit.is_none_or(|limit| out.len() < limit) {
+        if !one || out.is_empty() {
             out.push(T::from_row(&Row::sqlite(row))?);
         }
     }
@@ -82,4 +82,47 @@ pub(super) fn execute(conn: &Connection, sql: &str, args: Vec<Value>) -> Result<
     while rows.next()?.is_some() {}
     drop(rows);
     Ok(if read_only { 0 } else { conn.changes() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        Connection::open_in_memory().expect("in-memory database")
+    }
+
+    #[test]
+    fn numbered_parameters_take_their_argument_and_may_repeat() {
+        let rows: Vec<(i64, String, i64)> =
+            fetch(&conn(), "SELECT $2, $1, $2 + 1", vec![Value::from("a"), Value::from(41_i64)], false).expect("runs");
+        assert_eq!(rows, vec![(41, "a".to_owned(), 42)]);
+    }
+
+    #[test]
+    fn parameters_not_of_the_form_n_are_refused() {
+        for sql in ["SELECT :name", "SELECT @x", "SELECT $0", "SELECT $x"] {
+            let outcome = fetch::<(i64,)>(&conn(), sql, vec![Value::from(1_i64)], true);
+            assert!(matches!(outcome, Err(StoreError::Statement(_))), "{sql}: {outcome:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_argument_is_an_error_not_a_null() {
+        let outcome = fetch::<(i64,)>(&conn(), "SELECT $1 + $2", vec![Value::from(1_i64)], true);
+        assert!(matches!(&outcome, Err(StoreError::Statement(m)) if m.contains("parameter 2")), "{outcome:?}");
+        let outcome = execute(&conn(), "SELECT ?", Vec::new());
+        assert!(matches!(outcome, Err(StoreError::Statement(_))), "{outcome:?}");
+    }
+
+    #[test]
+    fn one_decodes_only_the_first_row_but_runs_the_statement_to_its_end() {
+        let conn = conn();
+        conn.execute_batch("CREATE TABLE t (n INTEGER)").expect("table");
+        let sql = "INSERT INTO t (n) VALUES (1), (2), (3) RETURNING n";
+        let rows: Vec<(i64,)> = fetch(&conn, sql, Vec::new(), true).expect("runs");
+        assert_eq!(rows.len(), 1);
+        let all: Vec<(i64,)> = fetch(&conn, "SELECT n FROM t ORDER BY n", Vec::new(), false).expect("reads");
+        assert_eq!(all, vec![(1,), (2,), (3,)]);
+    }
 }

@@ -5,8 +5,8 @@
 //! `synchronous = FULL`, one `fsync`); alone, a write costs what it did before.
 //!
 //! An interactive transaction ([`super::SqliteTx`]) is a savepoint fed statement by statement from
-//! its own channel; the writer waits for its next statement (at most [`TX_IDLE`]) and commits it
-//! with the group.
+//! its own channel; the writer waits for its next statement (at most the engine's `tx_idle`, then
+//! it rolls back) and commits it with the group.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -22,8 +22,6 @@ use crate::error::StoreError;
 /// wait of the first caller in a batch.
 const MAX_UNITS: usize = 256;
 const MAX_BATCH: Duration = Duration::from_millis(5);
-/// An interactive transaction that sends nothing for this long is rolled back.
-const TX_IDLE: Duration = Duration::from_secs(30);
 /// How often the write-ahead log is reset (see [`checkpoint`]).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -85,7 +83,7 @@ where
 }
 
 /// The writer thread's loop; returns when told to stop or when every sender is gone.
-pub(super) fn run(conn: Connection, jobs: Receiver<WriterJob>, checkpoints: bool) {
+pub(super) fn run(conn: Connection, jobs: Receiver<WriterJob>, checkpoints: bool, tx_idle: Duration) {
     let mut last_checkpoint = Instant::now();
     loop {
         let wait = CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed());
@@ -100,7 +98,7 @@ pub(super) fn run(conn: Connection, jobs: Receiver<WriterJob>, checkpoints: bool
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let mut batch = Batch::new(&conn);
+        let mut batch = Batch::new(&conn, tx_idle);
         let mut stop = batch.take(first);
         let started = Instant::now();
         while !stop && batch.units < MAX_UNITS && started.elapsed() < MAX_BATCH {
@@ -142,6 +140,23 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
+/// The two savepoints a batch opens: one per unit, one per interactive transaction.
+#[derive(Clone, Copy)]
+enum Savepoint {
+    Unit,
+    Tx,
+}
+
+impl Savepoint {
+    /// Its `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` statements.
+    fn sql(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Unit => ("SAVEPOINT unit", "RELEASE unit", "ROLLBACK TO unit"),
+            Self::Tx => ("SAVEPOINT tx", "RELEASE tx", "ROLLBACK TO tx"),
+        }
+    }
+}
+
 /// One group commit in the making.
 struct Batch<'c> {
     conn: &'c Connection,
@@ -149,12 +164,14 @@ struct Batch<'c> {
     open: Result<(), String>,
     pending: Vec<Reply>,
     units: usize,
+    /// How long an interactive transaction may send nothing before it is rolled back.
+    tx_idle: Duration,
 }
 
 impl<'c> Batch<'c> {
-    fn new(conn: &'c Connection) -> Self {
+    fn new(conn: &'c Connection, tx_idle: Duration) -> Self {
         let open = exec(conn, "BEGIN IMMEDIATE").map_err(|err| err.to_string());
-        Self { conn, open, pending: Vec::new(), units: 0 }
+        Self { conn, open, pending: Vec::new(), units: 0, tx_idle }
     }
 
     /// Runs one job; true when it was the order to stop.
@@ -171,7 +188,7 @@ impl<'c> Batch<'c> {
         self.units += 1;
         let refused = match &self.open {
             Err(message) => Some(message.clone()),
-            Ok(()) => exec(self.conn, "SAVEPOINT unit").err().map(|err| err.to_string()),
+            Ok(()) => exec(self.conn, Savepoint::Unit.sql().0).err().map(|err| err.to_string()),
         };
         if let Some(message) = refused {
             let (_, reply) = unit(None);
@@ -180,19 +197,20 @@ impl<'c> Batch<'c> {
         }
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| unit(Some(self.conn))));
         let ok = matches!(outcome, Ok((true, _)));
-        self.end_savepoint("unit", ok);
+        self.end_savepoint(Savepoint::Unit, ok);
         if let Ok((_, reply)) = outcome {
             self.pending.push(reply);
         }
         self.check_still_open();
     }
 
-    /// Releases (keeps) or rolls back the savepoint `name`.
-    fn end_savepoint(&mut self, name: &str, keep: bool) {
+    /// Releases (keeps) or rolls back `savepoint`.
+    fn end_savepoint(&mut self, savepoint: Savepoint, keep: bool) {
+        let (_, release, rollback) = savepoint.sql();
         let result = if keep {
-            exec(self.conn, &format!("RELEASE {name}"))
+            exec(self.conn, release)
         } else {
-            exec(self.conn, &format!("ROLLBACK TO {name}")).and_then(|()| exec(self.conn, &format!("RELEASE {name}")))
+            exec(self.conn, rollback).and_then(|()| exec(self.conn, release))
         };
         if let Err(err) = result {
             tracing::warn!(error = %err, "ending an SQLite savepoint failed");
@@ -220,42 +238,42 @@ impl<'c> Batch<'c> {
         }
         if let Err(message) = &self.open {
             let message = message.clone();
-            drain_refusing(ops, &message);
+            drain_refusing(ops, self.tx_idle, &message);
             return;
         }
-        if let Err(err) = exec(self.conn, "SAVEPOINT tx") {
-            drain_refusing(ops, &err.to_string());
+        if let Err(err) = exec(self.conn, Savepoint::Tx.sql().0) {
+            drain_refusing(ops, self.tx_idle, &err.to_string());
             return;
         }
         loop {
-            match ops.recv_timeout(TX_IDLE) {
+            match ops.recv_timeout(self.tx_idle) {
                 Ok(TxOp::Run(job)) => {
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(self.conn)));
                     if self.conn.is_autocommit() {
                         self.check_still_open();
-                        drain_refusing(ops, "the transaction was rolled back by SQLite");
+                        drain_refusing(ops, self.tx_idle, "the transaction was rolled back by SQLite");
                         return;
                     }
                 }
                 Ok(TxOp::Commit(reply)) => {
-                    self.end_savepoint("tx", true);
+                    self.end_savepoint(Savepoint::Tx, true);
                     self.pending.push(Box::new(move |outcome| {
                         let _ = reply.send(outcome.map_err(StoreError::Commit));
                     }));
                     return;
                 }
                 Ok(TxOp::Rollback(reply)) => {
-                    self.end_savepoint("tx", false);
+                    self.end_savepoint(Savepoint::Tx, false);
                     let _ = reply.send(Ok(()));
                     return;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.end_savepoint("tx", false);
+                    self.end_savepoint(Savepoint::Tx, false);
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    tracing::warn!("an SQLite transaction sent nothing for 30 s and was rolled back");
-                    self.end_savepoint("tx", false);
+                    tracing::warn!(idle = ?self.tx_idle, "an SQLite transaction sent nothing and was rolled back");
+                    self.end_savepoint(Savepoint::Tx, false);
                     return;
                 }
             }
@@ -290,8 +308,8 @@ impl<'c> Batch<'c> {
 }
 
 /// Answers every operation of a transaction that could not start.
-fn drain_refusing(ops: &Receiver<TxOp>, message: &str) {
-    while let Ok(op) = ops.recv_timeout(TX_IDLE) {
+fn drain_refusing(ops: &Receiver<TxOp>, idle: Duration, message: &str) {
+    while let Ok(op) = ops.recv_timeout(idle) {
         match op {
             TxOp::Run(_) => {}
             TxOp::Commit(reply) | TxOp::Rollback(reply) => {
