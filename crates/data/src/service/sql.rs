@@ -207,10 +207,44 @@ pub(crate) fn select_list(columns: &[Column]) -> String {
 
 /// A stored time as callers see it: RFC 3339, UTC, microseconds.
 pub(crate) fn time_text(value: &str) -> Option<String> {
+    if let Some(text) = utc_text(value) {
+        return Some(text);
+    }
     let parsed = DateTime::parse_from_rfc3339(value)
         .or_else(|_| DateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S%.f%:z"))
         .ok()?;
     Some(parsed.to_utc().to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+/// The common case without parsing: a time already in UTC, `YYYY-MM-DDTHH:MM:SS[.f…]` followed by
+/// `+00:00` or `Z` (how both engines store times), with its fraction cut or padded to six digits —
+/// what formatting the parsed time would give.
+fn utc_text(value: &str) -> Option<String> {
+    let rest = value.strip_suffix("+00:00").or_else(|| value.strip_suffix('Z'))?;
+    let (seconds, fraction) = rest.split_at_checked(19)?;
+    let shape = seconds.bytes().enumerate().all(|(i, b)| match i {
+        4 | 7 => b == b'-',
+        10 => b == b'T',
+        13 | 16 => b == b':',
+        _ => b.is_ascii_digit(),
+    });
+    let digits = match fraction.strip_prefix('.') {
+        Some(digits) if (1..=9).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) => digits,
+        None if fraction.is_empty() => "",
+        _ => return None,
+    };
+    // Field ranges (a month 13, a minute 61) are left to the parser.
+    let field = |at: usize| seconds[at..at + 2].parse::<u32>().unwrap_or(99);
+    if !shape || field(5) > 12 || field(8) > 31 || field(11) > 23 || field(14) > 59 || field(17) > 59 {
+        return None;
+    }
+    let mut out = String::with_capacity(27);
+    out.push_str(seconds);
+    out.push('.');
+    out.push_str(&digits[..digits.len().min(6)]);
+    out.extend(std::iter::repeat_n('0', 6 - digits.len().min(6)));
+    out.push('Z');
+    Some(out)
 }
 
 /// Parses a time callers were given back (cursors).
@@ -250,4 +284,48 @@ pub(crate) fn output(columns: &[Column], row: JsonRow, open: Option<Opener<'_>>)
 /// An error of the data API.
 pub(crate) fn err(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Error {
     Error::new(kind, code, message)
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    /// What parsing and formatting gives, for the fast path to agree with.
+    fn slow(value: &str) -> Option<String> {
+        let parsed = DateTime::parse_from_rfc3339(value).ok()?;
+        Some(parsed.to_utc().to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+
+    #[test]
+    fn stored_utc_times_are_rewritten_as_parsing_would() {
+        for value in [
+            "2026-12-03T07:02:48+00:00",
+            "2026-12-03T07:02:48.8+00:00",
+            "2026-12-03T07:02:48.814124+00:00",
+            "2026-12-03T07:02:48.814124781+00:00",
+            "2026-12-03T07:02:48.814124781Z",
+            "2026-01-31T23:59:59.000001Z",
+        ] {
+            assert_eq!(utc_text(value), slow(value), "{value}");
+            assert_eq!(time_text(value), slow(value), "{value}");
+        }
+    }
+
+    #[test]
+    fn other_spellings_go_to_the_parser() {
+        for value in [
+            "2026-12-03T08:02:48+01:00",
+            "2026-12-03 07:02:48+00:00",
+            "2026-13-03T07:02:48Z",
+            "2026-12-03T07:02:48.Z",
+            "2026-12-03T07:02:48.1234567890Z",
+            "2026-12-03T07:02Z",
+            "é026-12-03T07:02:48Z",
+            "",
+        ] {
+            assert_eq!(utc_text(value), None, "{value}");
+        }
+        assert_eq!(time_text("2026-12-03T08:02:48+01:00").as_deref(), Some("2026-12-03T07:02:48.000000Z"));
+        assert_eq!(time_text("2026-12-03 07:02:48.5+00:00").as_deref(), Some("2026-12-03T07:02:48.500000Z"));
+    }
 }

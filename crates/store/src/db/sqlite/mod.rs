@@ -39,7 +39,7 @@ pub(crate) struct Options {
 pub struct Engine {
     writer: mpsc::Sender<WriterJob>,
     /// `None` for an in-memory database, which only one connection can see: reads go to the writer.
-    readers: Option<mpsc::Sender<Option<Job>>>,
+    readers: Option<flume::Sender<Option<Job>>>,
     reader_count: usize,
     busy_readers: Arc<AtomicUsize>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -100,8 +100,7 @@ impl Engine {
         let (readers, reader_count) = match &path {
             None => (None, 0),
             Some(path) => {
-                let (sender, queue) = mpsc::channel::<Option<Job>>();
-                let queue = Arc::new(Mutex::new(queue));
+                let (sender, queue) = flume::unbounded::<Option<Job>>();
                 let count = options.readers.max(1);
                 for index in 0..count {
                     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -201,9 +200,9 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
         .map_err(|err| StoreError::Config(format!("cannot start the SQLite thread {name}: {err}")))
 }
 
-fn read_loop(conn: &Connection, queue: &Mutex<mpsc::Receiver<Option<Job>>>, busy: &AtomicUsize) {
+fn read_loop(conn: &Connection, queue: &flume::Receiver<Option<Job>>, busy: &AtomicUsize) {
     loop {
-        let next = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+        let next = queue.recv();
         let Ok(Some(job)) = next else { return };
         busy.fetch_add(1, Ordering::Relaxed);
         // A panic in one job drops its answer (the caller sees the engine as closed for that
