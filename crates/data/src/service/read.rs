@@ -4,7 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oppidum_core::{Error, ErrorKind};
-use oppidum_store::JsonRow;
+use oppidum_store::JsonValues;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -67,7 +67,7 @@ pub(crate) fn rows_out(
     name: &str,
     table: &Table,
     cols: &[Column],
-    rows: Vec<JsonRow>,
+    rows: Vec<JsonValues>,
 ) -> Vec<Map<String, Json>> {
     let decrypt = ctx.can_decrypt(name);
     let opener = |field: &str, sealed: &str| ctx.open(table, name, field, sealed);
@@ -97,7 +97,7 @@ pub(crate) async fn get(
         ctx.sql_table(name),
         quote(primary(table).0)
     );
-    let row: Option<JsonRow> = sql.run(&ctx.loaded.db, text).fetch_optional().await.or_store()?;
+    let row: Option<JsonValues> = sql.run(&ctx.loaded.db, text).fetch_optional().await.or_store()?;
     let row = row.ok_or_else(not_found)?;
     Ok(rows_out(ctx, name, table, &cols, vec![row]).remove(0))
 }
@@ -281,7 +281,7 @@ pub(crate) async fn list(ctx: &Ctx<'_>, name: &str, query: &ListQuery) -> Result
         order.join(", "),
         limit + 1
     );
-    let mut rows: Vec<JsonRow> = sql.run(&ctx.loaded.db, text).fetch_all().await.or_store()?;
+    let mut rows: Vec<JsonValues> = sql.run(&ctx.loaded.db, text).fetch_all().await.or_store()?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let mut items = rows_out(ctx, name, table, &cols, rows);
@@ -338,7 +338,7 @@ async fn include_related(
                 quote(target_field),
                 placeholders.join(", ")
             );
-            let rows: Vec<JsonRow> = sql.run(&ctx.loaded.db, text).fetch_all().await.or_store()?;
+            let rows: Vec<JsonValues> = sql.run(&ctx.loaded.db, text).fetch_all().await.or_store()?;
             found = rows_out(ctx, target_name, target_table, &cols, rows);
         }
         for item in items.iter_mut() {

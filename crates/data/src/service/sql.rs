@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use oppidum_core::{Error, ErrorKind};
-use oppidum_store::{Db, JsonRow, Tx, Value};
+use oppidum_store::{Db, JsonValues, Tx, Value};
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
@@ -256,9 +256,9 @@ pub(crate) fn parse_time(value: &str) -> Option<DateTime<Utc>> {
 pub(crate) type Opener<'a> = &'a dyn Fn(&str, &str) -> Option<Json>;
 
 /// A row as callers see it.
-pub(crate) fn output(columns: &[Column], row: JsonRow, open: Option<Opener<'_>>) -> Map<String, Json> {
+pub(crate) fn output(columns: &[Column], row: JsonValues, open: Option<Opener<'_>>) -> Map<String, Json> {
     let mut out = Map::new();
-    for (column, (_, value)) in columns.iter().zip(row.0) {
+    for (column, value) in columns.iter().zip(row.0) {
         let value = match (column.out, value) {
             (_, Json::Null) => Json::Null,
             (Out::Bool, Json::Number(n)) => Json::Bool(n.as_i64().unwrap_or(0) != 0),

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use oppidum_core::{Error, ErrorKind};
-use oppidum_store::{JsonRow, Tx, Value};
+use oppidum_store::{JsonRow, JsonValues, Tx, Value};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
@@ -141,7 +141,7 @@ async fn read_back(
     let p = sql.param(id.clone());
     let text =
         format!("SELECT {} FROM {} WHERE {} = {p}", select_list(&cols), ctx.sql_table(name), quote(primary(table).0));
-    let row: JsonRow = sql.run_in(tx, text).fetch_one().await.or_store()?;
+    let row: JsonValues = sql.run_in(tx, text).fetch_one().await.or_store()?;
     Ok(rows_out(ctx, name, table, &cols, vec![row]).remove(0))
 }
 
@@ -269,7 +269,7 @@ pub(crate) async fn create(
         return Err(denied("create"));
     }
     changes.push(change);
-    Ok(rows_out(ctx, name, table, &out, vec![inserted]).remove(0))
+    Ok(rows_out(ctx, name, table, &out, vec![inserted.into_values()]).remove(0))
 }
 
 /// Whether creating this row is one statement: no `create` rule to check on the stored row and
@@ -297,7 +297,7 @@ pub(crate) async fn create_standalone(
     let inserted: JsonRow = sql.run(&ctx.loaded.db, text).fetch_one().await.or_store()?;
     let (_, change) = inserted_id(ctx, name, table, &inserted)?;
     changes.push(change);
-    Ok(rows_out(ctx, name, table, &out, vec![inserted]).remove(0))
+    Ok(rows_out(ctx, name, table, &out, vec![inserted.into_values()]).remove(0))
 }
 
 /// Updates the fields given of a row.
@@ -349,7 +349,7 @@ pub(crate) async fn update(
         return Err(denied("update"));
     }
     changes.push(Change { table: name.to_owned(), action: "updated", id: id_json(&id), purged: false });
-    Ok(rows_out(ctx, name, table, &out, vec![updated]).remove(0))
+    Ok(rows_out(ctx, name, table, &out, vec![updated.into_values()]).remove(0))
 }
 
 /// Deletes a row: soft (cascading) when the table keeps deleted rows, else for good.

@@ -29,6 +29,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("oppidum_db_pool_connections", "state" => "open").set(f64::from(pool.size));
     metrics::gauge!("oppidum_db_pool_connections", "state" => "idle").set(pool.idle as f64);
     metrics::gauge!("oppidum_db_pool_max_connections").set(f64::from(pool.max));
+    let (served, moved) = pool.quick_reads;
+    metrics::counter!("oppidum_db_sqlite_quick_reads_total", "outcome" => "in_place").absolute(served);
+    metrics::counter!("oppidum_db_sqlite_quick_reads_total", "outcome" => "moved").absolute(moved);
     match state.queue.stats().await {
         Ok(stats) => {
             for (status, count) in

@@ -191,3 +191,32 @@ async fn engine_sqlite_rolls_back_an_idle_transaction_and_frees_the_writer() {
     assert_eq!(names, vec![("next".to_owned(),)], "nothing of the idle transaction is kept");
     db.close().await;
 }
+
+#[tokio::test]
+async fn engine_sqlite_quick_reads_run_in_place_and_long_ones_move_to_a_reader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Db::connect(&url, &DbOptions::default()).await.expect("open");
+    let Db::Sqlite(engine) = &db else { unreachable!("an SQLite URL opens SQLite") };
+    table(&db).await;
+    insert_one(db.query("INSERT INTO items (id, name) VALUES ($1, 'one')")).await;
+    let before = engine.inline_stats();
+    let names: Vec<(String,)> = db.query("SELECT name FROM items").fetch_all().await.expect("names");
+    assert_eq!(names, vec![("one".to_owned(),)]);
+    let after = engine.inline_stats();
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 0), "a quick read is answered in place");
+
+    // Far past the budget: interrupted in place, then run to its end on a reader thread.
+    let long = "SELECT COUNT(*), SUM(i) FROM (WITH RECURSIVE n(i) AS \
+                (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) SELECT i FROM n)";
+    let (count, sum): (i64, i64) = db.query(long).fetch_one().await.expect("long read");
+    assert_eq!((count, sum), (3_000_000, 4_500_001_500_000));
+    let moved = engine.inline_stats();
+    assert_eq!((moved.0 - after.0, moved.1 - after.1), (0, 1), "the long read moved to a reader");
+
+    // The interrupted connection serves the next quick read as before.
+    let (n,): (i64,) = db.query("SELECT COUNT(*) FROM items").fetch_one().await.expect("count");
+    assert_eq!(n, 1);
+    assert_eq!(engine.inline_stats().0, moved.0 + 1);
+    db.close().await;
+}

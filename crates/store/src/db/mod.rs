@@ -24,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-pub use json_row::JsonRow;
+pub use json_row::{JsonRow, JsonValues};
 pub use migrate::SchemaStatus;
 use query::Target;
 pub use query::{Query, Value};
@@ -89,6 +89,9 @@ pub struct PoolStats {
     pub size: u32,
     pub idle: usize,
     pub max: u32,
+    /// SQLite: reads answered on the caller's thread so far, and reads that moved to a reader
+    /// thread (too long, database busy, or no connection free); 0 on PostgreSQL.
+    pub quick_reads: (u64, u64),
 }
 
 impl Db {
@@ -115,6 +118,7 @@ impl Db {
             busy_timeout: options.busy_timeout,
             synchronous: options.synchronous,
             tx_idle: options.tx_idle,
+            inline_budget: sqlite::INLINE_BUDGET,
         };
         let url = url.to_owned();
         // Opening touches the disk (and may wait on a lock): off the async threads.
@@ -203,10 +207,11 @@ impl Db {
             Self::Sqlite(engine) => {
                 let (readers, busy) = engine.reader_stats();
                 let size = u32::try_from(readers).unwrap_or(u32::MAX);
-                PoolStats { size, idle: readers.saturating_sub(busy), max: size }
+                PoolStats { size, idle: readers.saturating_sub(busy), max: size, quick_reads: engine.inline_stats() }
             }
             Self::Postgres(pool) => {
-                PoolStats { size: pool.size(), idle: pool.num_idle(), max: pool.options().get_max_connections() }
+                let max = pool.options().get_max_connections();
+                PoolStats { size: pool.size(), idle: pool.num_idle(), max, quick_reads: (0, 0) }
             }
         }
     }

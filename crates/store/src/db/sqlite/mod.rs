@@ -2,8 +2,10 @@
 //! [`writer`]) and a few read-only reader threads sharing one queue (WAL lets them read while the
 //! writer writes). A statement costs one hop: the caller sends a closure, the database thread
 //! prepares (through its statement cache), binds, steps and decodes, and sends finished values
-//! back. Nothing of SQLite's is ever touched from an async task.
+//! back. A quick read costs none: it runs on the caller's thread within a time budget (see
+//! [`inline`]) and moves to a reader thread only when it takes longer.
 
+mod inline;
 mod statement;
 pub(crate) mod time;
 mod writer;
@@ -21,6 +23,7 @@ use tokio::sync::oneshot;
 use super::query::Value;
 use super::row::FromRow;
 use crate::error::StoreError;
+pub(crate) use inline::BUDGET as INLINE_BUDGET;
 pub use writer::Synchronous;
 use writer::{TxOp, WriterJob};
 
@@ -33,6 +36,7 @@ pub(crate) struct Options {
     pub busy_timeout: Duration,
     pub synchronous: Synchronous,
     pub tx_idle: Duration,
+    pub inline_budget: Duration,
 }
 
 /// The threads and the queues to them.
@@ -42,6 +46,8 @@ pub struct Engine {
     readers: Option<flume::Sender<Option<Job>>>,
     reader_count: usize,
     busy_readers: Arc<AtomicUsize>,
+    /// Quick reads on the caller's thread; `None` for an in-memory database.
+    inline: Option<inline::Pool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -65,7 +71,7 @@ fn location(url: &str) -> Result<Option<PathBuf>, StoreError> {
     Ok(Some(PathBuf::from(path)))
 }
 
-fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError> {
+pub(super) fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError> {
     conn.busy_timeout(busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(256);
     conn.pragma_update(None, "foreign_keys", true)?;
@@ -114,7 +120,14 @@ impl Engine {
                 (Some(sender), count)
             }
         };
-        Ok(Self { writer, readers, reader_count, busy_readers, threads: Mutex::new(threads) })
+        let inline = match &path {
+            None => None,
+            Some(path) => {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                Some(inline::Pool::open(path, cores.min(options.readers.max(1)), options.inline_budget)?)
+            }
+        };
+        Ok(Self { writer, readers, reader_count, busy_readers, inline, threads: Mutex::new(threads) })
     }
 
     /// Runs `work` on a reader (on the writer for an in-memory database).
@@ -160,14 +173,32 @@ impl Engine {
         args: Vec<Value>,
         one: bool,
     ) -> Result<Vec<T>, StoreError> {
-        let work = move |conn: &Connection| statement::fetch::<T>(conn, &sql, args, one);
+        if !write && let Some(done) = self.quick(|conn| statement::fetch::<T>(conn, &sql, &args, one)) {
+            return done;
+        }
+        let work = move |conn: &Connection| statement::fetch::<T>(conn, &sql, &args, one);
         if write { self.write(work).await } else { self.read(work).await }
     }
 
     /// A statement run for its effect, on the writer (or a reader for a read-only one).
     pub(crate) async fn execute(&self, write: bool, sql: String, args: Vec<Value>) -> Result<u64, StoreError> {
-        let work = move |conn: &Connection| statement::execute(conn, &sql, args);
+        if !write && let Some(done) = self.quick(|conn| statement::execute(conn, &sql, &args)) {
+            return done;
+        }
+        let work = move |conn: &Connection| statement::execute(conn, &sql, &args);
         if write { self.write(work).await } else { self.read(work).await }
+    }
+
+    /// A read run at once on the caller's thread, if it is quick (see [`inline`]).
+    fn quick<R>(&self, work: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Option<Result<R, StoreError>> {
+        self.inline.as_ref()?.try_run(work)
+    }
+
+    /// (reads answered on the caller's thread, reads moved to a reader thread).
+    pub(crate) fn inline_stats(&self) -> (u64, u64) {
+        self.inline
+            .as_ref()
+            .map_or((0, 0), |pool| (pool.served.load(Ordering::Relaxed), pool.moved.load(Ordering::Relaxed)))
     }
 
     /// (reader threads, readers busy now).
@@ -177,6 +208,9 @@ impl Engine {
 
     /// Lets the queued work finish, then stops the threads.
     pub(crate) async fn close(&self) {
+        if let Some(pool) = &self.inline {
+            pool.close();
+        }
         if let Some(readers) = &self.readers {
             for _ in 0..self.reader_count {
                 let _ = readers.send(None);
@@ -239,11 +273,11 @@ impl SqliteTx {
         args: Vec<Value>,
         one: bool,
     ) -> Result<Vec<T>, StoreError> {
-        self.run(move |conn| statement::fetch::<T>(conn, &sql, args, one)).await
+        self.run(move |conn| statement::fetch::<T>(conn, &sql, &args, one)).await
     }
 
     pub(crate) async fn execute(&self, sql: String, args: Vec<Value>) -> Result<u64, StoreError> {
-        self.run(move |conn| statement::execute(conn, &sql, args)).await
+        self.run(move |conn| statement::execute(conn, &sql, &args)).await
     }
 
     pub(crate) async fn execute_batch(&self, sql: String) -> Result<(), StoreError> {

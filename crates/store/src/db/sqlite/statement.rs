@@ -3,7 +3,7 @@
 //! only finished values cross back to the async caller.
 
 use rusqlite::Connection;
-use rusqlite::types::Value as Sql;
+use rusqlite::types::{ToSqlOutput, Value as Sql, ValueRef};
 
 use super::time;
 use crate::db::query::Value;
@@ -12,29 +12,29 @@ use crate::error::StoreError;
 
 /// How SQLite stores each argument: the spellings sqlx used before, so databases written by earlier
 /// versions read and compare the same (UUIDs as 16-byte blobs, times as RFC 3339 text, booleans
-/// as integers, JSON as text, dates as `YYYY-MM-DD`).
-fn encode(value: Value) -> Sql {
-    fn or_null<T>(value: Option<T>, f: impl FnOnce(T) -> Sql) -> Sql {
-        value.map_or(Sql::Null, f)
+/// as integers, JSON as text, dates as `YYYY-MM-DD`). Text and bytes are bound without a copy.
+fn encode(value: &Value) -> ToSqlOutput<'_> {
+    fn or_null<'v, T>(value: &'v Option<T>, f: impl FnOnce(&'v T) -> ToSqlOutput<'v>) -> ToSqlOutput<'v> {
+        value.as_ref().map_or(ToSqlOutput::Borrowed(ValueRef::Null), f)
     }
+    let owned = |value: Sql| ToSqlOutput::Owned(value);
     match value {
-        Value::Bool(v) => or_null(v, |b| Sql::Integer(i64::from(b))),
-        Value::I64(v) => or_null(v, Sql::Integer),
-        Value::F64(v) => or_null(v, Sql::Real),
-        Value::Text(v) => or_null(v, Sql::Text),
-        Value::Bytes(v) => or_null(v, Sql::Blob),
-        Value::Uuid(v) => or_null(v, |u| Sql::Blob(u.as_bytes().to_vec())),
-        Value::Time(v) => or_null(v, |t| Sql::Text(time::format(&t))),
-        Value::Date(v) => or_null(v, |d| Sql::Text(d.format("%F").to_string())),
-        Value::Json(v) => or_null(v, |j| Sql::Text(j.to_string())),
+        Value::Bool(v) => or_null(v, |b| owned(Sql::Integer(i64::from(*b)))),
+        Value::I64(v) => or_null(v, |n| owned(Sql::Integer(*n))),
+        Value::F64(v) => or_null(v, |f| owned(Sql::Real(*f))),
+        Value::Text(v) => or_null(v, |t| ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes()))),
+        Value::Bytes(v) => or_null(v, |b| ToSqlOutput::Borrowed(ValueRef::Blob(b))),
+        Value::Uuid(v) => or_null(v, |u| ToSqlOutput::Borrowed(ValueRef::Blob(u.as_bytes()))),
+        Value::Time(v) => or_null(v, |t| owned(Sql::Text(time::format(t)))),
+        Value::Date(v) => or_null(v, |d| owned(Sql::Text(d.format("%F").to_string()))),
+        Value::Json(v) => or_null(v, |j| owned(Sql::Text(j.to_string()))),
     }
 }
 
 /// Binds `args` to the statement's parameters: `$n` takes the n-th argument (a number used twice
 /// is one parameter), a bare `?` the argument at its position.
-fn bind(statement: &mut rusqlite::Statement<'_>, args: Vec<Value>) -> Result<(), StoreError> {
+fn bind(statement: &mut rusqlite::Statement<'_>, args: &[Value]) -> Result<(), StoreError> {
     let count = statement.parameter_count();
-    let mut args: Vec<Option<Value>> = args.into_iter().map(Some).collect();
     for index in 1..=count {
         let position = match statement.parameter_name(index) {
             Some(name) => name
@@ -45,8 +45,7 @@ fn bind(statement: &mut rusqlite::Statement<'_>, args: Vec<Value>) -> Result<(),
             None => index,
         };
         let value = args
-            .get_mut(position - 1)
-            .and_then(|slot| slot.take())
+            .get(position - 1)
             .ok_or_else(|| StoreError::Statement(format!("no argument bound for parameter {position}")))?;
         statement.raw_bind_parameter(index, encode(value))?;
     }
@@ -55,12 +54,7 @@ fn bind(statement: &mut rusqlite::Statement<'_>, args: Vec<Value>) -> Result<(),
 
 /// Runs `sql` and decodes its rows (only the first when `one`); the statement still runs to its
 /// end, so a `RETURNING` statement changes every row it names.
-pub(super) fn fetch<T: FromRow>(
-    conn: &Connection,
-    sql: &str,
-    args: Vec<Value>,
-    one: bool,
-) -> Result<Vec<T>, StoreError> {
+pub(super) fn fetch<T: FromRow>(conn: &Connection, sql: &str, args: &[Value], one: bool) -> Result<Vec<T>, StoreError> {
     let mut statement = conn.prepare_cached(sql)?;
     bind(&mut statement, args)?;
     let mut rows = statement.raw_query();
@@ -74,7 +68,7 @@ pub(super) fn fetch<T: FromRow>(
 }
 
 /// Runs `sql` for its effect; the number of rows it changed.
-pub(super) fn execute(conn: &Connection, sql: &str, args: Vec<Value>) -> Result<u64, StoreError> {
+pub(super) fn execute(conn: &Connection, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
     let mut statement = conn.prepare_cached(sql)?;
     bind(&mut statement, args)?;
     let read_only = statement.readonly();
@@ -95,23 +89,23 @@ mod tests {
     #[test]
     fn numbered_parameters_take_their_argument_and_may_repeat() {
         let rows: Vec<(i64, String, i64)> =
-            fetch(&conn(), "SELECT $2, $1, $2 + 1", vec![Value::from("a"), Value::from(41_i64)], false).expect("runs");
+            fetch(&conn(), "SELECT $2, $1, $2 + 1", &[Value::from("a"), Value::from(41_i64)], false).expect("runs");
         assert_eq!(rows, vec![(41, "a".to_owned(), 42)]);
     }
 
     #[test]
     fn parameters_not_of_the_form_n_are_refused() {
         for sql in ["SELECT :name", "SELECT @x", "SELECT $0", "SELECT $x"] {
-            let outcome = fetch::<(i64,)>(&conn(), sql, vec![Value::from(1_i64)], true);
+            let outcome = fetch::<(i64,)>(&conn(), sql, &[Value::from(1_i64)], true);
             assert!(matches!(outcome, Err(StoreError::Statement(_))), "{sql}: {outcome:?}");
         }
     }
 
     #[test]
     fn a_missing_argument_is_an_error_not_a_null() {
-        let outcome = fetch::<(i64,)>(&conn(), "SELECT $1 + $2", vec![Value::from(1_i64)], true);
+        let outcome = fetch::<(i64,)>(&conn(), "SELECT $1 + $2", &[Value::from(1_i64)], true);
         assert!(matches!(&outcome, Err(StoreError::Statement(m)) if m.contains("parameter 2")), "{outcome:?}");
-        let outcome = execute(&conn(), "SELECT ?", Vec::new());
+        let outcome = execute(&conn(), "SELECT ?", &[]);
         assert!(matches!(outcome, Err(StoreError::Statement(_))), "{outcome:?}");
     }
 
@@ -120,9 +114,9 @@ mod tests {
         let conn = conn();
         conn.execute_batch("CREATE TABLE t (n INTEGER)").expect("table");
         let sql = "INSERT INTO t (n) VALUES (1), (2), (3) RETURNING n";
-        let rows: Vec<(i64,)> = fetch(&conn, sql, Vec::new(), true).expect("runs");
+        let rows: Vec<(i64,)> = fetch(&conn, sql, &[], true).expect("runs");
         assert_eq!(rows.len(), 1);
-        let all: Vec<(i64,)> = fetch(&conn, "SELECT n FROM t ORDER BY n", Vec::new(), false).expect("reads");
+        let all: Vec<(i64,)> = fetch(&conn, "SELECT n FROM t ORDER BY n", &[], false).expect("reads");
         assert_eq!(all, vec![(1,), (2,), (3,)]);
     }
 }
