@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use fastcdc::v2020::AsyncStreamCDC;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use oppidum_store::ByteStream;
 use tokio_util::io::StreamReader;
 
@@ -27,29 +27,61 @@ pub struct Chunk {
 }
 
 /// Splits `body` into content-defined chunks as it streams; memory is bounded by `MAX_CHUNK`.
-pub fn chunks(body: ByteStream) -> impl Stream<Item = Result<Chunk, std::io::Error>> {
-    let reader = StreamReader::new(body);
-    futures::stream::once(async move { AsyncStreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) })
-        .flat_map(|mut cdc| {
-            // The chunker borrows itself while streaming: drive it to a channel of owned chunks.
-            let (tx, rx) = tokio::sync::mpsc::channel(1);
-            tokio::spawn(async move {
-                let mut stream = std::pin::pin!(cdc.as_stream());
-                while let Some(item) = stream.next().await {
-                    let item = item.map_err(|e| std::io::Error::other(e.to_string())).map(|c| Chunk {
-                        hash: blake3::hash(&c.data).to_hex().to_string(),
-                        offset: c.offset,
-                        data: Bytes::from(c.data),
-                    });
-                    let failed = item.is_err();
-                    if tx.send(item).await.is_err() || failed {
-                        return;
-                    }
+/// A content no longer than `MIN_CHUNK` is one chunk whatever the chunker would say (it never
+/// cuts below that size), so small files skip it: no chunking buffer, no task.
+pub fn chunks(mut body: ByteStream) -> impl Stream<Item = Result<Chunk, std::io::Error>> {
+    futures::stream::once(async move {
+        let (mut head, mut len) = (Vec::new(), 0_usize);
+        while len <= MIN_CHUNK {
+            match body.next().await {
+                Some(Ok(piece)) => {
+                    len += piece.len();
+                    head.push(piece);
                 }
+                Some(Err(err)) => return futures::stream::iter(Some(Err(err))).left_stream(),
+                None => return futures::stream::iter(whole(head, len).map(Ok)).left_stream(),
+            }
+        }
+        let rest = futures::stream::iter(head.into_iter().map(Ok)).chain(body).boxed();
+        content_defined(rest).right_stream()
+    })
+    .flatten()
+}
+
+/// The only chunk of a small content (none when it is empty).
+fn whole(mut pieces: Vec<Bytes>, len: usize) -> Option<Chunk> {
+    let data = match pieces.len() {
+        0 => return None,
+        1 => pieces.pop().unwrap_or_default(),
+        _ => {
+            let mut data = bytes::BytesMut::with_capacity(len);
+            pieces.iter().for_each(|piece| data.extend_from_slice(piece));
+            data.freeze()
+        }
+    };
+    (!data.is_empty()).then(|| Chunk { hash: blake3::hash(&data).to_hex().to_string(), offset: 0, data })
+}
+
+fn content_defined(body: ByteStream) -> impl Stream<Item = Result<Chunk, std::io::Error>> {
+    let reader = StreamReader::new(body);
+    let mut cdc = AsyncStreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+    // The chunker borrows itself while streaming: drive it to a channel of owned chunks.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(cdc.as_stream());
+        while let Some(item) = stream.next().await {
+            let item = item.map_err(|e| std::io::Error::other(e.to_string())).map(|c| Chunk {
+                hash: blake3::hash(&c.data).to_hex().to_string(),
+                offset: c.offset,
+                data: Bytes::from(c.data),
             });
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
-        })
-        .into_stream()
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
 #[cfg(test)]
@@ -72,7 +104,7 @@ pub(crate) mod tests {
     async fn chunk_all(bytes: Vec<u8>, piece: usize) -> Vec<Chunk> {
         let parts: Vec<Result<Bytes, std::io::Error>> =
             bytes.chunks(piece).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        chunks(futures::stream::iter(parts).boxed()).try_collect().await.expect("chunks")
+        futures::TryStreamExt::try_collect(chunks(futures::stream::iter(parts).boxed())).await.expect("chunks")
     }
 
     #[tokio::test]
@@ -99,6 +131,24 @@ pub(crate) mod tests {
         let before: std::collections::HashSet<_> = a.iter().map(|c| c.hash.clone()).collect();
         let reused = b.iter().filter(|c| before.contains(&c.hash)).count();
         assert!(reused + 2 >= b.len(), "only {reused} of {} chunks reused", b.len());
+    }
+
+    #[tokio::test]
+    async fn small_contents_are_one_chunk_as_the_chunker_would_cut_them() {
+        for len in [1, 1000, MIN_CHUNK - 1, MIN_CHUNK, MIN_CHUNK + 1, 2 * MIN_CHUNK + 7] {
+            let bytes = data(len, len as u64);
+            let reference: Vec<(u64, usize)> = fastcdc::v2020::FastCDC::new(&bytes, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+                .map(|c| (c.offset as u64, c.length))
+                .collect();
+            for piece in [7, 4096, len] {
+                let got = chunk_all(bytes.clone(), piece).await;
+                let cuts: Vec<(u64, usize)> = got.iter().map(|c| (c.offset, c.data.len())).collect();
+                assert_eq!(cuts, reference, "{len} bytes in pieces of {piece}");
+                let joined: Vec<u8> = got.iter().flat_map(|c| c.data.iter().copied()).collect();
+                assert_eq!(joined, bytes);
+                assert!(got.iter().all(|c| c.hash == blake3::hash(&c.data).to_hex().to_string()));
+            }
+        }
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use chrono::Duration;
 use futures::StreamExt;
 use oppidum_core::time::Clock;
-use oppidum_store::{BlobStore, ByteStream, Db};
+use oppidum_store::{BlobStore, ByteStream, Db, Tx};
 use uuid::Uuid;
 
 use crate::chunker;
@@ -27,6 +27,11 @@ const STORE_AHEAD: usize = 3;
 /// The sample of a chunk compressed first: when it does not shrink, the chunk is stored as is
 /// without compressing the rest (media, archives, encrypted data).
 const COMPRESS_SAMPLE: usize = 16 * 1024;
+/// Chunks up to this size are compressed right where they arrive (a few microseconds); larger
+/// ones on a blocking thread.
+const COMPRESS_INLINE: usize = 16 * 1024;
+/// Manifest rows written per statement.
+const CHUNK_ROWS: usize = 200;
 
 /// What an ingested content is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,17 +103,14 @@ impl ContentStore {
         Ok(Manifest { hash: hasher.finalize().to_hex().to_string(), size, chunks: list, new_bytes })
     }
 
-    /// Makes sure the chunk is stored; returns the bytes written (0 when it existed).
+    /// Makes sure the chunk is stored; returns the bytes written (0 when it existed). Whether it
+    /// exists is read first (a read costs no commit); an existing chunk is then touched, which
+    /// fails only if collection removed it in between, and it is stored again.
     async fn store_chunk(&self, hash: &str, data: Bytes) -> Result<u64, DriveError> {
         let now = self.clock.now();
-        let touched = self
-            .db
-            .query("UPDATE drive_chunks SET touched_at = $2 WHERE hash = $1")
-            .bind(hash)
-            .bind(now)
-            .execute()
-            .await?;
-        if touched == 1 {
+        let known: Option<(i64,)> =
+            self.db.query("SELECT size FROM drive_chunks WHERE hash = $1").bind(hash).fetch_optional().await?;
+        if known.is_some() && self.touch(hash, now).await? {
             return Ok(0);
         }
         let key = format!("chunks/{}/{hash}/{}", &hash[..2], Uuid::now_v7().simple());
@@ -133,21 +135,36 @@ impl ContentStore {
         if inserted == 0 {
             // Another upload stored it meanwhile: keep theirs.
             self.blobs.delete(&key).await?;
-            self.db
-                .query("UPDATE drive_chunks SET touched_at = $2 WHERE hash = $1")
-                .bind(hash)
-                .bind(now)
-                .execute()
-                .await?;
+            self.touch(hash, now).await?;
             return Ok(0);
         }
         Ok(stored_len)
     }
 
+    /// Marks a chunk as just used (collection spares it); false when it no longer exists.
+    async fn touch(&self, hash: &str, now: chrono::DateTime<chrono::Utc>) -> Result<bool, DriveError> {
+        let touched = self
+            .db
+            .query("UPDATE drive_chunks SET touched_at = $2 WHERE hash = $1")
+            .bind(hash)
+            .bind(now)
+            .execute()
+            .await?;
+        Ok(touched == 1)
+    }
+
     /// Records a manifest; from now on its chunks are safe from collection.
     pub async fn commit(&self, manifest: &Manifest) -> Result<Uuid, DriveError> {
-        let id = Uuid::now_v7();
         let mut tx = self.db.begin().await?;
+        let id = self.commit_in(&mut tx, manifest).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Records a manifest inside the caller's transaction (the one that makes it a file's
+    /// version): its chunk list in statements of up to [`CHUNK_ROWS`] rows.
+    pub async fn commit_in(&self, tx: &mut Tx, manifest: &Manifest) -> Result<Uuid, DriveError> {
+        let id = Uuid::now_v7();
         tx.query("INSERT INTO drive_manifests (id, hash, size, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id)
             .bind(manifest.hash.as_str())
@@ -155,16 +172,23 @@ impl ContentStore {
             .bind(self.clock.now())
             .execute()
             .await?;
-        for (seq, (hash, size)) in manifest.chunks.iter().enumerate() {
-            tx.query("INSERT INTO drive_manifest_chunks (manifest_id, seq, chunk_hash, size) VALUES ($1, $2, $3, $4)")
-                .bind(id)
-                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-                .bind(hash.as_str())
-                .bind(i64::try_from(*size).unwrap_or(i64::MAX))
-                .execute()
-                .await?;
+        for (batch, rows) in manifest.chunks.chunks(CHUNK_ROWS).enumerate() {
+            let values: Vec<String> =
+                (0..rows.len()).map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
+            let sql = format!(
+                "INSERT INTO drive_manifest_chunks (manifest_id, seq, chunk_hash, size) VALUES {}",
+                values.join(", ")
+            );
+            let mut query = tx.query_dynamic(sql).bind(id);
+            for (i, (hash, size)) in rows.iter().enumerate() {
+                let seq = batch * CHUNK_ROWS + i;
+                query = query
+                    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                    .bind(hash.as_str())
+                    .bind(i64::try_from(*size).unwrap_or(i64::MAX));
+            }
+            query.execute().await?;
         }
-        tx.commit().await?;
         Ok(id)
     }
 
@@ -303,16 +327,15 @@ mod tests;
 /// logs); already compressed data (media, archives) is stored as is.
 async fn compress(data: Bytes) -> (Bytes, Option<&'static str>) {
     let original = data.clone();
-    let packed = tokio::task::spawn_blocking(move || {
+    let pack = move || {
         let sample = &data[..data.len().min(COMPRESS_SAMPLE)];
         if data.len() > COMPRESS_SAMPLE && !saves_a_tenth(sample.len(), lz4_flex::block::compress(sample).len()) {
             return None;
         }
         Some(lz4_flex::block::compress(&data))
-    })
-    .await
-    .ok()
-    .flatten();
+    };
+    let packed =
+        if original.len() <= COMPRESS_INLINE { pack() } else { tokio::task::spawn_blocking(pack).await.ok().flatten() };
     match packed {
         Some(packed) if saves_a_tenth(original.len(), packed.len()) => (Bytes::from(packed), Some("lz4")),
         _ => (original, None),

@@ -197,7 +197,6 @@ impl Drive {
     /// Makes the stored content the file's new current version (or a new file). Returns the node
     /// and whether it was created.
     pub async fn commit_upload(&self, pending: PendingUpload, manifest: &Manifest) -> Result<(Node, bool), DriveError> {
-        let manifest_id = self.content.commit(manifest).await?;
         let scope = &pending.scope;
         let content_type = {
             let head = pending.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -206,7 +205,10 @@ impl Drive {
         let now = self.now();
         let size = i64::try_from(manifest.size).unwrap_or(i64::MAX);
         let version = Uuid::now_v7();
+        // The manifest, the file and its version are one transaction: a refused commit leaves
+        // nothing behind.
         let mut tx = self.db.begin().await?;
+        let manifest_id = self.content.commit_in(&mut tx, manifest).await?;
         let (node_id, created) = match &pending.existing {
             Some(node) => {
                 // Another writer may have replaced it since: compare again inside the transaction.
@@ -225,8 +227,6 @@ impl Drive {
                     .execute()
                     .await?;
                 if changed == 0 {
-                    drop(tx);
-                    self.content.delete(manifest_id).await?;
                     return Err(DriveError::PreconditionFailed);
                 }
                 (node.id, false)
@@ -253,11 +253,7 @@ impl Drive {
                     .execute()
                     .await;
                 match inserted {
-                    Err(err) if err.is_unique_violation() => {
-                        drop(tx);
-                        self.content.delete(manifest_id).await?;
-                        return Err(DriveError::PreconditionFailed);
-                    }
+                    Err(err) if err.is_unique_violation() => return Err(DriveError::PreconditionFailed),
                     other => {
                         other?;
                     }
