@@ -152,6 +152,17 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_failing_midway_ends_in_its_error() {
+        for before in [0, 10, MIN_CHUNK + 1, 3 * MAX_CHUNK] {
+            let parts: Vec<Result<Bytes, std::io::Error>> =
+                vec![Ok(Bytes::from(data(before, 3))), Err(std::io::Error::other("client went away"))];
+            let out: Vec<_> = chunks(futures::stream::iter(parts).boxed()).collect().await;
+            let last = out.last().expect("an item");
+            assert!(matches!(last, Err(e) if e.to_string().contains("client went away")), "{before}: {last:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn chunker_handles_empty_and_tiny_inputs() {
         assert!(chunk_all(Vec::new(), 10).await.is_empty());
         let tiny = chunk_all(b"hello".to_vec(), 2).await;

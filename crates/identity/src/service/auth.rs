@@ -281,7 +281,7 @@ impl Identity {
 
     /// The principal's user, organization and permissions.
     pub async fn me(&self, principal: &Principal) -> Result<Me> {
-        // Two reads at once, on two reader threads.
+        // Two point reads: answered in place on SQLite, concurrently on PostgreSQL's pool.
         let (user, org) =
             tokio::try_join!(repo::get_user(&self.db, principal.user_id), repo::get_org(&self.db, principal.org_id))?;
         let user = user.ok_or(IdentityError::NotFound("user"))?;

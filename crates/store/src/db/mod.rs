@@ -118,7 +118,6 @@ impl Db {
             busy_timeout: options.busy_timeout,
             synchronous: options.synchronous,
             tx_idle: options.tx_idle,
-            inline_budget: sqlite::INLINE_BUDGET,
         };
         let url = url.to_owned();
         // Opening touches the disk (and may wait on a lock): off the async threads.

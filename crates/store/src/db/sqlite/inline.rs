@@ -18,7 +18,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::error::StoreError;
 
 /// How long a read may run on the caller's thread before it moves to a reader thread.
-pub(crate) const BUDGET: Duration = Duration::from_millis(1);
+const BUDGET: Duration = Duration::from_millis(1);
 
 /// SQLite VM instructions between two looks at the clock.
 const STEPS_PER_CHECK: i32 = 500;
@@ -36,7 +36,6 @@ struct Slot {
 pub(super) struct Pool {
     idle: Mutex<Vec<Slot>>,
     epoch: Instant,
-    budget: Duration,
     /// Reads answered here.
     pub(super) served: AtomicU64,
     /// Reads that moved to a reader thread (interrupted, busy, or no idle connection).
@@ -45,7 +44,7 @@ pub(super) struct Pool {
 
 impl Pool {
     /// `count` read-only connections to the database at `path`.
-    pub(super) fn open(path: &std::path::Path, count: usize, budget: Duration) -> Result<Self, StoreError> {
+    pub(super) fn open(path: &std::path::Path, count: usize) -> Result<Self, StoreError> {
         let epoch = Instant::now();
         let mut idle = Vec::with_capacity(count);
         for _ in 0..count {
@@ -61,7 +60,7 @@ impl Pool {
             )?;
             idle.push(Slot { conn, deadline });
         }
-        Ok(Self { idle: Mutex::new(idle), epoch, budget, served: AtomicU64::new(0), moved: AtomicU64::new(0) })
+        Ok(Self { idle: Mutex::new(idle), epoch, served: AtomicU64::new(0), moved: AtomicU64::new(0) })
     }
 
     /// Runs `work` here and now on an idle connection, or answers `None` for the caller to run it
@@ -75,12 +74,11 @@ impl Pool {
             self.moved.fetch_add(1, Ordering::Relaxed);
             return None;
         };
+        let budget = u64::try_from(BUDGET.as_nanos()).unwrap_or(NONE);
+        slot.deadline.store(nanos_since(self.epoch).saturating_add(budget), Ordering::Relaxed);
+        // The lease gives the connection back (deadline cleared) even if `work` panics.
         let lease = Lease { pool: self, slot: Some(slot) };
-        let slot = lease.slot.as_ref()?;
-        let deadline = nanos_since(self.epoch).saturating_add(u64::try_from(self.budget.as_nanos()).unwrap_or(NONE));
-        slot.deadline.store(deadline, Ordering::Relaxed);
-        let outcome = work(&slot.conn);
-        slot.deadline.store(NONE, Ordering::Relaxed);
+        let outcome = lease.slot.as_ref().map(|slot| work(&slot.conn))?;
         drop(lease);
         if matches!(&outcome, Err(err) if moves(err)) {
             self.moved.fetch_add(1, Ordering::Relaxed);

@@ -23,7 +23,6 @@ use tokio::sync::oneshot;
 use super::query::Value;
 use super::row::FromRow;
 use crate::error::StoreError;
-pub(crate) use inline::BUDGET as INLINE_BUDGET;
 pub use writer::Synchronous;
 use writer::{TxOp, WriterJob};
 
@@ -36,7 +35,6 @@ pub(crate) struct Options {
     pub busy_timeout: Duration,
     pub synchronous: Synchronous,
     pub tx_idle: Duration,
-    pub inline_budget: Duration,
 }
 
 /// The threads and the queues to them.
@@ -124,7 +122,7 @@ impl Engine {
             None => None,
             Some(path) => {
                 let cores = std::thread::available_parallelism().map_or(1, usize::from);
-                Some(inline::Pool::open(path, cores.min(options.readers.max(1)), options.inline_budget)?)
+                Some(inline::Pool::open(path, cores.min(options.readers.max(1)))?)
             }
         };
         Ok(Self { writer, readers, reader_count, busy_readers, inline, threads: Mutex::new(threads) })
