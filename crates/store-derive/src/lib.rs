@@ -1,4 +1,4 @@
-//! `#[derive(FromRow)]`: a struct with named fields decodes from a row by column name, each field
+//! `#[derive(FromRow)]`: a struct with named fields decodes from a row by column name (looked for at the field's position first), each field
 //! through `oppidum_store::Decode` (the column named like the field; `Option` fields accept `NULL`).
 
 use proc_macro::TokenStream;
@@ -17,10 +17,12 @@ pub fn derive_from_row(input: TokenStream) -> TokenStream {
         _ => return error(name, "derive(FromRow) needs a struct with named fields"),
     };
     let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
-    let decoded = fields.iter().filter_map(|field| field.ident.as_ref()).map(|ident| {
+    // Queries usually select the columns in the fields' order: each field looks at its own
+    // position first (one name comparison) and searches by name only when it is elsewhere.
+    let decoded = fields.iter().filter_map(|field| field.ident.as_ref()).enumerate().map(|(index, ident)| {
         let column = ident.to_string();
         let column = column.strip_prefix("r#").unwrap_or(&column).to_owned();
-        quote! { #ident: row.get(#column)? }
+        quote! { #ident: row.get_near(#column, #index)? }
     });
     quote! {
         impl #impl_generics ::oppidum_store::FromRow for #name #type_generics #where_clause {

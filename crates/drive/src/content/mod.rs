@@ -32,6 +32,9 @@ const COMPRESS_SAMPLE: usize = 16 * 1024;
 const COMPRESS_INLINE: usize = 16 * 1024;
 /// Manifest rows written per statement.
 const CHUNK_ROWS: usize = 200;
+/// Chunks up to this size (the whole content of small files) are kept in the database, written
+/// in the transaction that commits their manifest: no blob write, one commit per small upload.
+pub(crate) const INLINE_MAX: usize = 16 * 1024;
 
 /// What an ingested content is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +44,32 @@ pub struct Manifest {
     pub size: u64,
     /// Chunk hashes and sizes, in order.
     pub chunks: Vec<(String, u64)>,
-    /// Bytes this ingest added to the blob store (0 when every chunk existed).
+    /// Bytes this ingest added to the store (0 when every chunk existed).
     pub new_bytes: u64,
+    /// Small chunks to record with the manifest (see [`INLINE_MAX`]), as stored.
+    pub inline: Vec<InlineChunk>,
+}
+
+/// A small chunk kept in the database, written when its manifest is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineChunk {
+    pub hash: String,
+    pub size: u64,
+    pub stored: Bytes,
+    pub compression: Option<&'static str>,
+}
+
+/// A chunk of a manifest as read: (size, blob key, compression, data kept in the row).
+type ChunkRow = (i64, String, Option<String>, Option<Vec<u8>>);
+
+/// What storing a chunk did.
+enum Stored {
+    /// Written to the blob store: this many bytes.
+    Written(u64),
+    /// It was there already.
+    Known,
+    /// Small: it goes into the database with the manifest (true: it existed when read).
+    Inline(InlineChunk, bool),
 }
 
 /// Stores and reads deduplicated content; cheap to clone.
@@ -71,6 +98,7 @@ impl ContentStore {
         let mut size = 0_u64;
         let mut new_bytes = 0_u64;
         let mut list = Vec::new();
+        let mut inline = Vec::new();
         // Chunks arrive in order; up to STORE_AHEAD of them are being stored at once (blob writes
         // and compression overlap the next chunks' hashing), still answered in order. Memory stays
         // bounded by that many chunks.
@@ -96,22 +124,40 @@ impl ContentStore {
             let mut stored = std::pin::pin!(stored);
             while let Some(outcome) = stored.next().await {
                 let (hash, len, written) = outcome?;
-                new_bytes += written;
+                match written {
+                    Stored::Written(bytes) => new_bytes += bytes,
+                    Stored::Known => {}
+                    Stored::Inline(chunk, known) => {
+                        if !known {
+                            new_bytes += chunk.stored.len() as u64;
+                        }
+                        inline.push(chunk);
+                    }
+                }
                 list.push((hash, len));
             }
         }
-        Ok(Manifest { hash: hasher.finalize().to_hex().to_string(), size, chunks: list, new_bytes })
+        Ok(Manifest { hash: hasher.finalize().to_hex().to_string(), size, chunks: list, new_bytes, inline })
     }
 
-    /// Makes sure the chunk is stored; returns the bytes written (0 when it existed). Whether it
-    /// exists is read first (a read costs no commit); an existing chunk is then touched, which
-    /// fails only if collection removed it in between, and it is stored again.
-    async fn store_chunk(&self, hash: &str, data: Bytes) -> Result<u64, DriveError> {
+    /// Makes sure the chunk is stored. Whether it exists is read first (a read costs no commit);
+    /// an existing chunk is then touched, which fails only if collection removed it in between,
+    /// and it is stored again. A small chunk is only prepared: the manifest's commit records it
+    /// (or touches it when it exists by then), so it needs neither a touch nor a write now.
+    async fn store_chunk(&self, hash: &str, data: Bytes) -> Result<Stored, DriveError> {
         let now = self.clock.now();
         let known: Option<(i64,)> =
             self.db.query("SELECT size FROM drive_chunks WHERE hash = $1").bind(hash).fetch_optional().await?;
+        if data.len() <= INLINE_MAX {
+            let size = data.len() as u64;
+            // A known chunk is carried all the same (as is, uncompressed): collection may remove it
+            // before the commit, which then records it again.
+            let (stored, compression) = if known.is_some() { (data, None) } else { compress(data).await };
+            let chunk = InlineChunk { hash: hash.to_owned(), size, stored, compression };
+            return Ok(Stored::Inline(chunk, known.is_some()));
+        }
         if known.is_some() && self.touch(hash, now).await? {
-            return Ok(0);
+            return Ok(Stored::Known);
         }
         let key = format!("chunks/{}/{hash}/{}", &hash[..2], Uuid::now_v7().simple());
         let len = data.len() as u64;
@@ -136,9 +182,9 @@ impl ContentStore {
             // Another upload stored it meanwhile: keep theirs.
             self.blobs.delete(&key).await?;
             self.touch(hash, now).await?;
-            return Ok(0);
+            return Ok(Stored::Known);
         }
-        Ok(stored_len)
+        Ok(Stored::Written(stored_len))
     }
 
     /// Marks a chunk as just used (collection spares it); false when it no longer exists.
@@ -165,11 +211,26 @@ impl ContentStore {
     /// version): its chunk list in statements of up to [`CHUNK_ROWS`] rows.
     pub async fn commit_in(&self, tx: &mut Tx, manifest: &Manifest) -> Result<Uuid, DriveError> {
         let id = Uuid::now_v7();
+        let now = self.clock.now();
+        for chunk in &manifest.inline {
+            tx.query(
+                "INSERT INTO drive_chunks (hash, size, stored_size, blob_key, touched_at, compression, inline_data) \
+                 VALUES ($1, $2, $3, '', $4, $5, $6) ON CONFLICT (hash) DO UPDATE SET touched_at = $4",
+            )
+            .bind(chunk.hash.as_str())
+            .bind(i64::try_from(chunk.size).unwrap_or(i64::MAX))
+            .bind(i64::try_from(chunk.stored.len()).unwrap_or(i64::MAX))
+            .bind(now)
+            .bind(chunk.compression)
+            .bind(chunk.stored.to_vec())
+            .execute()
+            .await?;
+        }
         tx.query("INSERT INTO drive_manifests (id, hash, size, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id)
             .bind(manifest.hash.as_str())
             .bind(i64::try_from(manifest.size).unwrap_or(i64::MAX))
-            .bind(self.clock.now())
+            .bind(now)
             .execute()
             .await?;
         for (batch, rows) in manifest.chunks.chunks(CHUNK_ROWS).enumerate() {
@@ -230,20 +291,20 @@ impl ContentStore {
 
     /// Streams the content of `manifest`, or the byte `range` of it, a chunk at a time.
     pub async fn read(&self, manifest: Uuid, range: Option<Range<u64>>) -> Result<ByteStream, DriveError> {
-        let rows: Vec<(i64, String, Option<String>)> = self
+        let rows: Vec<ChunkRow> = self
             .db
             .query(
-                "SELECT mc.size, c.blob_key, c.compression FROM drive_manifest_chunks mc \
+                "SELECT mc.size, c.blob_key, c.compression, c.inline_data FROM drive_manifest_chunks mc \
                  JOIN drive_chunks c ON c.hash = mc.chunk_hash WHERE mc.manifest_id = $1 ORDER BY mc.seq",
             )
             .bind(manifest)
             .fetch_all()
             .await?;
-        let total: u64 = rows.iter().map(|(size, _, _)| u64::try_from(*size).unwrap_or(0)).sum();
+        let total: u64 = rows.iter().map(|(size, ..)| u64::try_from(*size).unwrap_or(0)).sum();
         let range = range.unwrap_or(0..total);
         let mut plan = Vec::new();
         let mut offset = 0_u64;
-        for (size, key, compression) in rows {
+        for (size, key, compression, inline) in rows {
             let size = u64::try_from(size).unwrap_or(0);
             let (start, end) = (offset, offset + size);
             offset = end;
@@ -252,23 +313,31 @@ impl ContentStore {
             }
             let from = range.start.saturating_sub(start);
             let to = size - end.saturating_sub(range.end);
-            plan.push((key, from..to, size, compression));
+            plan.push((key, from..to, size, compression, inline.map(Bytes::from)));
         }
         let blobs = self.blobs.clone();
         // Each chunk is read whole in one request, and the next ones are read while the client
         // takes this one: at most READ_AHEAD chunks (≤ 4 MiB) in memory, whatever the file size.
         let stream = futures::stream::iter(plan)
-            .map(move |(key, part, size, compression)| {
+            .map(move |(key, part, size, compression, inline)| {
                 let blobs = blobs.clone();
                 async move {
                     let io = std::io::Error::other;
+                    let cut = |data: Bytes| {
+                        data.slice(usize::try_from(part.start).unwrap_or(0)..usize::try_from(part.end).unwrap_or(0))
+                    };
+                    if let Some(stored) = inline {
+                        let data = if compression.is_some() { decompress(stored, size).await? } else { stored };
+                        if data.len() as u64 != size {
+                            return Err(std::io::Error::other("a stored chunk has the wrong size"));
+                        }
+                        return Ok(cut(data));
+                    }
                     if compression.is_some() {
                         // Compressed chunks are read whole, then cut.
                         let stored = blobs.get_bytes(&key, None).await.map_err(io)?;
                         let data = decompress(stored, size).await?;
-                        let piece = data
-                            .slice(usize::try_from(part.start).unwrap_or(0)..usize::try_from(part.end).unwrap_or(0));
-                        return Ok::<_, std::io::Error>(piece);
+                        return Ok::<_, std::io::Error>(cut(data));
                     }
                     let whole = part.start == 0 && part.end == size;
                     blobs.get_bytes(&key, (!whole).then_some(part)).await.map_err(io)
@@ -304,14 +373,17 @@ impl ContentStore {
                 .fetch_optional()
                 .await?;
             if let Some((key,)) = deleted {
-                self.blobs.delete(&key).await?;
+                // Small chunks live in their row (no blob key): deleting the row was all.
+                if !key.is_empty() {
+                    self.blobs.delete(&key).await?;
+                }
                 collected += 1;
             }
         }
         Ok(collected)
     }
 
-    /// Bytes held in the blob store by chunks.
+    /// Bytes held by chunks (in the blob store, and small ones in the database).
     pub async fn stored_bytes(&self) -> Result<u64, DriveError> {
         let (bytes,): (i64,) =
             self.db.query("SELECT CAST(COALESCE(SUM(stored_size), 0) AS BIGINT) FROM drive_chunks").fetch_one().await?;
@@ -349,10 +421,13 @@ fn saves_a_tenth(original: usize, packed: usize) -> bool {
 /// The data of a compressed chunk of `size` bytes.
 async fn decompress(stored: Bytes, size: u64) -> Result<Bytes, std::io::Error> {
     let size = usize::try_from(size).map_err(std::io::Error::other)?;
-    let data = tokio::task::spawn_blocking(move || lz4_flex::block::decompress(&stored, size))
-        .await
-        .map_err(std::io::Error::other)?
-        .map_err(|err| std::io::Error::other(format!("a stored chunk does not decompress: {err}")))?;
+    let unpack = move || lz4_flex::block::decompress(&stored, size);
+    let unpacked = if size <= COMPRESS_INLINE {
+        unpack()
+    } else {
+        tokio::task::spawn_blocking(unpack).await.map_err(std::io::Error::other)?
+    };
+    let data = unpacked.map_err(|err| std::io::Error::other(format!("a stored chunk does not decompress: {err}")))?;
     if data.len() != size {
         return Err(std::io::Error::other("a stored chunk decompresses to the wrong size"));
     }

@@ -130,3 +130,38 @@ async fn content_compresses_where_it_pays() {
         assert_eq!(read_all(&f.store, id, Some(10..20)).await, noise[10..20].to_vec());
     }
 }
+
+#[tokio::test]
+async fn content_small_chunks_live_in_the_database() {
+    for f in fixtures("content_small_chunks_live_in_the_database").await {
+        // A small file: nothing is stored before the commit, then it reads back whole and cut.
+        let text: Vec<u8> = (0..300).flat_map(|i| format!("{i} small text\n").into_bytes()).collect();
+        assert!(text.len() <= INLINE_MAX);
+        let manifest = f.store.ingest(body(&text), u64::MAX).await.expect("ingest");
+        assert_eq!(manifest.inline.len(), 1);
+        assert!(manifest.inline[0].compression.is_some(), "text is compressed");
+        assert_eq!(f.store.stored_bytes().await.expect("stored"), 0, "nothing written before the commit");
+        let id = f.store.commit(&manifest).await.expect("commit");
+        assert_eq!(read_all(&f.store, id, None).await, text);
+        assert_eq!(read_all(&f.store, id, Some(5..50)).await, text[5..50].to_vec());
+        assert!(f.store.stored_bytes().await.expect("stored") < text.len() as u64);
+
+        // The same content again: known, nothing new, one row.
+        let again = f.store.ingest(body(&text), u64::MAX).await.expect("ingest");
+        assert_eq!(again.new_bytes, 0);
+        // Collection removes the chunk once unreferenced, while the second upload is pending…
+        f.store.delete(id).await.expect("delete");
+        f.clock.advance(Duration::hours(2));
+        assert_eq!(f.store.collect_garbage(Duration::hours(1)).await.expect("gc"), 1);
+        assert_eq!(f.store.stored_bytes().await.expect("stored"), 0);
+        // …and the pending upload's commit records it again, readable.
+        let id = f.store.commit(&again).await.expect("commit");
+        assert_eq!(read_all(&f.store, id, None).await, text);
+
+        // An abandoned small upload leaves nothing at all.
+        let noise = data(3000, 9);
+        let _ = f.store.ingest(body(&noise), u64::MAX).await.expect("ingest");
+        f.clock.advance(Duration::hours(2));
+        assert_eq!(f.store.collect_garbage(Duration::hours(1)).await.expect("gc"), 0);
+    }
+}

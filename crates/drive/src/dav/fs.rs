@@ -115,6 +115,14 @@ impl DriveFs {
         Self { drive, scope, resolved: Arc::default(), properties: Arc::default() }
     }
 
+    pub(super) fn drive(&self) -> &Drive {
+        &self.drive
+    }
+
+    pub(super) fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Option<Node>>> {
         self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -138,7 +146,7 @@ impl DriveFs {
     }
 
     /// The node at `path` (`None`: the top of the drive).
-    async fn node(&self, path: &DavPath) -> Result<Option<Node>, FsError> {
+    pub(super) async fn node(&self, path: &DavPath) -> Result<Option<Node>, FsError> {
         let key = path.as_bytes().strip_suffix(b"/").unwrap_or(path.as_bytes()).to_vec();
         if let Some(known) = self.cache().get(&key) {
             return Ok(known.clone());
@@ -309,7 +317,7 @@ impl DriveFs {
             .ok_or(FsError::NotFound)
     }
 
-    async fn quota(&self) -> Result<(u64, Option<u64>), FsError> {
+    pub(super) async fn quota(&self) -> Result<(u64, Option<u64>), FsError> {
         let usage = self.drive.usage(&self.scope).await.map_err(fs_error)?;
         let used = u64::try_from(usage.versions_bytes).unwrap_or(0);
         let quota = self.drive.quota_of(&self.scope);

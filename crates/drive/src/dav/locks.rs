@@ -53,7 +53,7 @@ impl Row {
 
 /// Serializes a lock owner. Elements parsed from a request may use a prefix declared on an
 /// ancestor that is not stored: declare each prefix where it is used so the XML stands alone.
-fn owner_to_xml(owner: &Element) -> Option<String> {
+pub(super) fn owner_to_xml(owner: &Element) -> Option<String> {
     fn bind_prefixes(element: &mut Element) {
         if let (Some(prefix), Some(namespace)) = (element.prefix.clone(), element.namespace.clone()) {
             element.namespaces.get_or_insert_with(xmltree::Namespace::empty).put(prefix, namespace);
@@ -147,7 +147,8 @@ impl DbLocks {
     const SELECT: &'static str = "SELECT token, path, principal, owner_xml, shared, deep, timeout_secs, expires_at \
          FROM dav_locks WHERE drive = $1 AND (expires_at IS NULL OR expires_at > $2)";
 
-    async fn live(&self) -> Result<Vec<DavLock>, StoreError> {
+    /// The locks in force on this drive.
+    pub(super) async fn live(&self) -> Result<Vec<DavLock>, StoreError> {
         let rows: Vec<Row> = self.db.query(Self::SELECT).bind(self.drive.as_str()).bind(Utc::now()).fetch_all().await?;
         Ok(rows.into_iter().filter_map(Row::into_lock).collect())
     }

@@ -7,6 +7,7 @@ mod file;
 mod fs;
 mod guard;
 mod locks;
+mod propfind;
 #[cfg(test)]
 mod tests;
 
@@ -124,9 +125,14 @@ async fn serve(state: DavState, req: Request) -> Response {
         )
         .into_response();
     }
+    let files = fs::DriveFs::new(state.drive.clone(), scope.clone());
+    let locks = locks::DbLocks::new(state.drive.db().clone(), scope.drive.clone());
+    if propfind::handles(&req) {
+        return propfind::propfind(&files, &locks, &principal.user_id.to_string(), &prefix, req).await;
+    }
     let config = DavConfig::new()
-        .filesystem(Box::new(fs::DriveFs::new(state.drive.clone(), scope.clone())))
-        .locksystem(Box::new(locks::DbLocks::new(state.drive.db().clone(), scope.drive.clone())))
+        .filesystem(Box::new(files))
+        .locksystem(Box::new(locks))
         .strip_prefix(prefix)
         .principal(principal.user_id.to_string());
     let response = state.handler.handle_with(config, req).await;

@@ -39,18 +39,25 @@ impl Drive {
             .await?)
     }
 
-    /// The live children of a folder (`None`: the top) with their dead properties: two queries
-    /// whatever the number of children (a WebDAV `PROPFIND Depth: 1` asks for both).
+    /// Every live child of a folder already resolved in `scope` (`None`: the top), in name order,
+    /// with their dead properties: two queries whatever the number of children, both read in index
+    /// order (a WebDAV `PROPFIND Depth: 1` asks for both, and must see every child).
     pub async fn list_with_properties(
         &self,
         scope: &Scope,
         parent: Option<Uuid>,
     ) -> Result<(Vec<Node>, HashMap<Uuid, Vec<DeadProperty>>), DriveError> {
-        let children = self.list(scope, parent).await?;
         let key = match parent {
             None => "root".to_owned(),
             Some(id) => id.to_string(),
         };
+        let children: Vec<Node> = self
+            .db
+            .query(select_nodes!("WHERE drive = $1 AND parent_key = $2 AND trashed_at IS NULL ORDER BY name"))
+            .bind(scope.drive.as_str())
+            .bind(key.as_str())
+            .fetch_all()
+            .await?;
         let rows: Vec<PropertyRow> = self
             .db
             .query(

@@ -422,6 +422,80 @@ async fn dav_quota_and_properties(backend: Backend) {
 }
 both!(dav_quota_and_properties);
 
+/// PROPFIND of depth 0 and 1 in each form (allprop, prop, propname), with dead properties, locks,
+/// names needing escapes, bad bodies, and another user's drive.
+async fn dav_listings_answer_every_kind_of_propfind(backend: Backend) {
+    let site = Site::new(backend).await;
+    let (server, _) = two_users(&site).await;
+    let a = server.login("a@example.org", PASSWORD).await;
+    let pa = app_password(&server, &a.access).await;
+    let auth = ("a@example.org", pa.as_str());
+    let base = "/dav/files/a@example.org/docs";
+    assert_eq!(dav(&server, "MKCOL", base, auth, &[], "").await.status(), 201);
+    assert_eq!(dav(&server, "MKCOL", &format!("{base}/sub"), auth, &[], "").await.status(), 201);
+    for name in ["a%20b.txt", "%C3%A9%26.txt"] {
+        assert_eq!(dav(&server, "PUT", &format!("{base}/{name}"), auth, &[], "hello").await.status(), 201);
+    }
+    let patch = r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:x-test"><D:set><D:prop><Z:colour>teal &amp; blue</Z:colour></D:prop></D:set></D:propertyupdate>"#;
+    assert_eq!(dav(&server, "PROPPATCH", &format!("{base}/a%20b.txt"), auth, &[], patch).await.status(), 207);
+    let lock = r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>tester</D:owner></D:lockinfo>"#;
+    let r = dav(&server, "LOCK", &format!("{base}/%C3%A9%26.txt"), auth, &[("timeout", "Second-600")], lock).await;
+    assert_eq!(r.status(), 200);
+    let token = r.headers()["lock-token"].to_str().expect("token").trim_matches(['<', '>']).to_owned();
+
+    let r = dav(&server, "PROPFIND", base, auth, &[("depth", "1")], "").await;
+    assert_eq!(r.status(), 207);
+    assert_eq!(r.headers()["content-location"], "/dav/files/a%40example.org/docs/", "a collection's URL ends in /");
+    let text = r.text().await.expect("body");
+    assert_eq!(text.matches("<D:response>").count(), 4, "{text}");
+    for href in ["docs/", "docs/sub/", "docs/a%20b.txt", "docs/%C3%A9%26.txt"] {
+        assert!(text.contains(&format!("<D:href>/dav/files/a%40example.org/{href}</D:href>")), "{href}: {text}");
+    }
+    assert!(text.contains("<D:resourcetype><D:collection/></D:resourcetype>"), "{text}");
+    assert!(text.contains("<D:getcontentlength>5</D:getcontentlength>"), "{text}");
+    assert!(text.contains("<D:getcontenttype>text/plain</D:getcontenttype>"), "{text}");
+    assert!(text.contains("<D:getetag>\""), "ETags are quoted: {text}");
+    assert!(text.contains(">teal &amp; blue</"), "dead properties come with allprop: {text}");
+    assert_eq!(text.matches("<D:activelock>").count(), 1, "one file is locked: {text}");
+    assert!(text.contains(&format!("<D:locktoken><D:href>{token}</D:href></D:locktoken>")), "{text}");
+    assert!(text.contains("<D:lockroot><D:href>/dav/files/a%40example.org/docs/%C3%A9%26.txt</D:href>"), "{text}");
+
+    let ask = r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:Z="urn:x-test"><D:prop><D:getetag/><Z:colour/><Z:missing/></D:prop></D:propfind>"#;
+    let r = dav(&server, "PROPFIND", &format!("{base}/a%20b.txt"), auth, &[("depth", "0")], ask).await;
+    let text = r.text().await.expect("body");
+    assert_eq!(text.matches("<D:response>").count(), 1, "{text}");
+    assert!(text.contains("teal &amp; blue"), "{text}");
+    assert!(
+        text.contains("<missing xmlns=\"urn:x-test\"/></D:prop><D:status>HTTP/1.1 404 Not Found</D:status>"),
+        "{text}"
+    );
+
+    let names = r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:propname/></D:propfind>"#;
+    let r = dav(&server, "PROPFIND", &format!("{base}/a%20b.txt"), auth, &[("depth", "0")], names).await;
+    let text = r.text().await.expect("body");
+    assert!(text.contains("<D:getetag/>") && text.contains("colour") && !text.contains("teal"), "{text}");
+
+    for (body, status) in [("<D:propfind xmlns:D=\"DAV:\"><D:prop>", 400), ("<propfind/>", 400)] {
+        let r = dav(&server, "PROPFIND", base, auth, &[("depth", "1")], body).await;
+        assert_eq!(r.status(), status, "{body}");
+    }
+    let huge: &'static str = Box::leak(
+        format!("<D:propfind xmlns:D=\"DAV:\"><D:prop>{}</D:prop></D:propfind>", "<D:getetag/>".repeat(8000))
+            .into_boxed_str(),
+    );
+    assert_eq!(dav(&server, "PROPFIND", base, auth, &[("depth", "1")], huge).await.status(), 413);
+    assert_eq!(dav(&server, "PROPFIND", &format!("{base}/nothing"), auth, &[("depth", "0")], "").await.status(), 404);
+
+    // Another user sees no such drive, whatever the depth.
+    let b = server.login("b@example.org", PASSWORD).await;
+    let pb = app_password(&server, &b.access).await;
+    for depth in ["0", "1"] {
+        let r = dav(&server, "PROPFIND", base, ("b@example.org", pb.as_str()), &[("depth", depth)], "").await;
+        assert_eq!(r.status(), 404);
+    }
+}
+both!(dav_listings_answer_every_kind_of_propfind);
+
 /// A lock taken through one node holds on another (PostgreSQL only: two processes, one database).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dav_locks_hold_across_nodes() {

@@ -93,6 +93,33 @@ async fn engine_transactions_roll_back_when_dropped_or_failed() {
 }
 
 #[tokio::test]
+async fn engine_a_failed_write_leaves_nothing_alone_or_in_a_group() {
+    for (db, _dir) in databases("engine_a_failed_write_leaves_nothing_alone_or_in_a_group").await {
+        table(&db).await;
+        insert_one(db.query("INSERT INTO items (id, name) VALUES ($1, 'first')")).await;
+        // Alone (SQLite runs it without a savepoint): its first row must not survive the second.
+        let failed = db
+            .query("INSERT INTO items (id, name) VALUES ($1, 'second'), ($2, 'first')")
+            .bind(Uuid::now_v7())
+            .bind(Uuid::now_v7())
+            .execute()
+            .await;
+        assert!(failed.is_err_and(|e| e.is_unique_violation()));
+        assert_eq!(count(&db).await, 1);
+        // The writer goes on: a write, a transaction rolled back, a transaction committed.
+        insert_one(db.query("INSERT INTO items (id, name) VALUES ($1, 'third')")).await;
+        let mut tx = db.begin().await.expect("begin");
+        insert_one(tx.query("INSERT INTO items (id, name) VALUES ($1, 'undone')")).await;
+        tx.rollback().await.expect("rollback");
+        let mut tx = db.begin().await.expect("begin");
+        insert_one(tx.query("INSERT INTO items (id, name) VALUES ($1, 'fourth')")).await;
+        tx.commit().await.expect("commit");
+        assert_eq!(count(&db).await, 3);
+        db.close().await;
+    }
+}
+
+#[tokio::test]
 async fn engine_names_the_broken_constraint() {
     for (db, _dir) in databases("engine_names_the_broken_constraint").await {
         table(&db).await;

@@ -62,6 +62,20 @@ impl<'r> Row<'r> {
         }
     }
 
+    /// The value of the column named `column`, looked for at `index` first: the derived
+    /// [`FromRow`] passes each field's position, which is where a query usually selects it.
+    pub fn get_near<T: Decode>(&self, column: &str, index: usize) -> Result<T, DecodeError> {
+        let at_index = match &self.0 {
+            Inner::Sqlite(row) => row.as_ref().column_name(index).is_ok_and(|name| name == column),
+            Inner::Postgres(row) => row.columns().get(index).is_some_and(|c| sqlx::Column::name(c) == column),
+        };
+        if at_index {
+            self.get_at(index).map_err(|err| DecodeError::new(column, err.message))
+        } else {
+            self.get(column)
+        }
+    }
+
     /// The value of the column at `index` (from 0).
     pub fn get_at<T: Decode>(&self, index: usize) -> Result<T, DecodeError> {
         match &self.0 {

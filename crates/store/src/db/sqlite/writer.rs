@@ -1,11 +1,11 @@
 //! The single writer and its group commit. Writes queue on one channel; the writer thread opens a
-//! transaction, runs every unit already waiting (each in a savepoint of its own, so one failing
-//! unit undoes only itself), commits once, and only then answers each caller — with its result, or
+//! transaction, runs every unit already waiting (each after the first in a savepoint of its own, so
+//! one failing unit undoes only itself), commits once, and only then answers each caller — with its result, or
 //! with the commit's failure. Under load many callers share one commit (and, with
 //! `synchronous = FULL`, one `fsync`); alone, a write costs what it did before.
 //!
-//! An interactive transaction ([`super::SqliteTx`]) is a savepoint fed statement by statement from
-//! its own channel; the writer waits for its next statement (at most the engine's `tx_idle`, then
+//! An interactive transaction ([`super::SqliteTx`]) has a transaction to itself, fed statement by
+//! statement from its own channel; the writer waits for its next statement (at most the engine's `tx_idle`, then
 //! it rolls back) and commits it with the group.
 
 use std::panic::AssertUnwindSafe;
@@ -140,22 +140,8 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// The two savepoints a batch opens: one per unit, one per interactive transaction.
-#[derive(Clone, Copy)]
-enum Savepoint {
-    Unit,
-    Tx,
-}
-
-impl Savepoint {
-    /// Its `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` statements.
-    fn sql(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            Self::Unit => ("SAVEPOINT unit", "RELEASE unit", "ROLLBACK TO unit"),
-            Self::Tx => ("SAVEPOINT tx", "RELEASE tx", "ROLLBACK TO tx"),
-        }
-    }
-}
+/// The savepoint around a unit that joins a transaction already holding others' changes.
+const SAVEPOINT: (&str, &str, &str) = ("SAVEPOINT unit", "RELEASE unit", "ROLLBACK TO unit");
 
 /// One group commit in the making.
 struct Batch<'c> {
@@ -164,6 +150,10 @@ struct Batch<'c> {
     open: Result<(), String>,
     pending: Vec<Reply>,
     units: usize,
+    /// Units (and interactive transactions) whose changes the open transaction holds. The first
+    /// one runs without a savepoint — a failure rolls the whole transaction back, which held
+    /// nothing else — so that a lone write pays no statement journal.
+    kept: usize,
     /// How long an interactive transaction may send nothing before it is rolled back.
     tx_idle: Duration,
 }
@@ -171,7 +161,7 @@ struct Batch<'c> {
 impl<'c> Batch<'c> {
     fn new(conn: &'c Connection, tx_idle: Duration) -> Self {
         let open = exec(conn, "BEGIN IMMEDIATE").map_err(|err| err.to_string());
-        Self { conn, open, pending: Vec::new(), units: 0, tx_idle }
+        Self { conn, open, pending: Vec::new(), units: 0, kept: 0, tx_idle }
     }
 
     /// Runs one job; true when it was the order to stop.
@@ -186,9 +176,11 @@ impl<'c> Batch<'c> {
 
     fn unit(&mut self, unit: Unit) {
         self.units += 1;
+        let bare = self.kept == 0;
         let refused = match &self.open {
             Err(message) => Some(message.clone()),
-            Ok(()) => exec(self.conn, Savepoint::Unit.sql().0).err().map(|err| err.to_string()),
+            Ok(()) if bare => None,
+            Ok(()) => exec(self.conn, SAVEPOINT.0).err().map(|err| err.to_string()),
         };
         if let Some(message) = refused {
             let (_, reply) = unit(None);
@@ -197,16 +189,23 @@ impl<'c> Batch<'c> {
         }
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| unit(Some(self.conn))));
         let ok = matches!(outcome, Ok((true, _)));
-        self.end_savepoint(Savepoint::Unit, ok);
+        match (bare, ok) {
+            (true, true) => {}
+            (true, false) => self.restart(),
+            (false, keep) => self.end_savepoint(keep),
+        }
+        if ok {
+            self.kept += 1;
+        }
         if let Ok((_, reply)) = outcome {
             self.pending.push(reply);
         }
         self.check_still_open();
     }
 
-    /// Releases (keeps) or rolls back `savepoint`.
-    fn end_savepoint(&mut self, savepoint: Savepoint, keep: bool) {
-        let (_, release, rollback) = savepoint.sql();
+    /// Releases (keeps) or rolls back a unit's savepoint.
+    fn end_savepoint(&mut self, keep: bool) {
+        let (_, release, rollback) = SAVEPOINT;
         let result = if keep {
             exec(self.conn, release)
         } else {
@@ -226,23 +225,32 @@ impl<'c> Batch<'c> {
                 reply(Err(message.clone()));
             }
             self.open = exec(self.conn, "BEGIN IMMEDIATE").map_err(|err| err.to_string());
+            self.kept = 0;
         }
     }
 
+    /// Rolls back the open transaction, which holds no one's kept changes, and opens another.
+    fn restart(&mut self) {
+        debug_assert_eq!(self.kept, 0);
+        if !self.conn.is_autocommit()
+            && let Err(err) = exec(self.conn, "ROLLBACK")
+        {
+            tracing::warn!(error = %err, "rolling back an SQLite transaction failed");
+        }
+        self.open = exec(self.conn, "BEGIN IMMEDIATE").map_err(|err| err.to_string());
+    }
+
     /// An interactive transaction. Units already run are committed first, so their callers do not
-    /// wait on a transaction that may take its time.
+    /// wait on a transaction that may take its time; it then has the transaction to itself and
+    /// needs no savepoint.
     fn interactive(&mut self, ops: &Receiver<TxOp>) {
         self.units += 1;
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() || self.kept > 0 {
             self.flush();
         }
         if let Err(message) = &self.open {
             let message = message.clone();
             drain_refusing(ops, self.tx_idle, &message);
-            return;
-        }
-        if let Err(err) = exec(self.conn, Savepoint::Tx.sql().0) {
-            drain_refusing(ops, self.tx_idle, &err.to_string());
             return;
         }
         loop {
@@ -256,24 +264,24 @@ impl<'c> Batch<'c> {
                     }
                 }
                 Ok(TxOp::Commit(reply)) => {
-                    self.end_savepoint(Savepoint::Tx, true);
+                    self.kept += 1;
                     self.pending.push(Box::new(move |outcome| {
                         let _ = reply.send(outcome.map_err(StoreError::Commit));
                     }));
                     return;
                 }
                 Ok(TxOp::Rollback(reply)) => {
-                    self.end_savepoint(Savepoint::Tx, false);
+                    self.restart();
                     let _ = reply.send(Ok(()));
                     return;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.end_savepoint(Savepoint::Tx, false);
+                    self.restart();
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     tracing::warn!(idle = ?self.tx_idle, "an SQLite transaction sent nothing and was rolled back");
-                    self.end_savepoint(Savepoint::Tx, false);
+                    self.restart();
                     return;
                 }
             }
@@ -284,6 +292,7 @@ impl<'c> Batch<'c> {
     fn flush(&mut self) {
         self.finish();
         self.open = exec(self.conn, "BEGIN IMMEDIATE").map_err(|err| err.to_string());
+        self.kept = 0;
     }
 
     fn finish(&mut self) {
