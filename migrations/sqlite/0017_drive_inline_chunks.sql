@@ -1,3 +1,7 @@
--- Small chunks (the whole content of small files) kept in their row instead of the blob store,
--- written in the transaction that commits their manifest; their blob_key is empty.
-ALTER TABLE drive_chunks ADD COLUMN inline_data BLOB;
+-- Small chunks (the whole content of small files) kept in the database instead of the blob store,
+-- written in the transaction that commits their manifest; their blob_key is empty. The bytes live
+-- in a table of their own so that scans of drive_chunks (usage, collection) stay small.
+CREATE TABLE drive_chunk_data (
+    hash TEXT PRIMARY KEY NOT NULL REFERENCES drive_chunks (hash) ON DELETE CASCADE,
+    data BLOB NOT NULL
+);

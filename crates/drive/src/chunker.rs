@@ -4,11 +4,9 @@
 //! boundaries fall, so existing content would stop deduplicating against new uploads. Never change
 //! them silently.
 
-use bytes::Bytes;
-use fastcdc::v2020::AsyncStreamCDC;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use oppidum_store::ByteStream;
-use tokio_util::io::StreamReader;
 
 /// Smallest chunk, except the last one of a file.
 pub const MIN_CHUNK: usize = 64 * 1024;
@@ -62,21 +60,78 @@ fn whole(mut pieces: Vec<Bytes>, len: usize) -> Option<Chunk> {
     (!data.is_empty()).then(|| Chunk { hash: blake3::hash(&data).to_hex().to_string(), offset: 0, data })
 }
 
-fn content_defined(body: ByteStream) -> impl Stream<Item = Result<Chunk, std::io::Error>> {
-    let reader = StreamReader::new(body);
-    let mut cdc = AsyncStreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
-    // The chunker borrows itself while streaming: drive it to a channel of owned chunks.
+/// How much one chunking buffer holds: chunks are cut out of it without a copy, and only the
+/// unchunked tail (under [`MAX_CHUNK`]) is copied when the next buffer starts.
+const WINDOW: usize = 4 * MAX_CHUNK;
+
+/// FastCDC 2020 (normalization level 1, as the crate's stream chunkers) over a buffer of its own:
+/// pieces of the body are appended once, chunks are split off as shared views of the buffer.
+struct Cutter {
+    buffer: BytesMut,
+    offset: u64,
+    masks: (u64, u64),
+}
+
+impl Cutter {
+    fn new() -> Self {
+        let masks = fastcdc::v2020::select_masks(AVG_CHUNK, fastcdc::v2020::Normalization::Level1);
+        Self { buffer: BytesMut::with_capacity(WINDOW), offset: 0, masks }
+    }
+
+    fn append(&mut self, piece: &[u8]) {
+        if self.buffer.capacity() - self.buffer.len() < piece.len() {
+            let mut fresh = BytesMut::with_capacity(WINDOW.max(self.buffer.len() + piece.len()));
+            fresh.extend_from_slice(&self.buffer);
+            self.buffer = fresh;
+        }
+        self.buffer.extend_from_slice(piece);
+    }
+
+    /// Whether a cut can be made: a whole largest chunk is buffered, or the body ended.
+    fn ready(&self, ended: bool) -> bool {
+        self.buffer.len() >= MAX_CHUNK || (ended && !self.buffer.is_empty())
+    }
+
+    fn cut(&mut self) -> Chunk {
+        let (mask_s, mask_l) = self.masks;
+        let (_, count) = fastcdc::v2020::cut(
+            &self.buffer,
+            MIN_CHUNK,
+            AVG_CHUNK,
+            MAX_CHUNK,
+            mask_s,
+            mask_l,
+            mask_s << 1,
+            mask_l << 1,
+        );
+        let data = self.buffer.split_to(count.max(1).min(self.buffer.len())).freeze();
+        let chunk = Chunk { hash: blake3::hash(&data).to_hex().to_string(), offset: self.offset, data };
+        self.offset += chunk.data.len() as u64;
+        chunk
+    }
+}
+
+fn content_defined(mut body: ByteStream) -> impl Stream<Item = Result<Chunk, std::io::Error>> {
+    // Cutting and hashing run in a task of their own, a chunk ahead of whoever stores them.
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
-        let mut stream = std::pin::pin!(cdc.as_stream());
-        while let Some(item) = stream.next().await {
-            let item = item.map_err(|e| std::io::Error::other(e.to_string())).map(|c| Chunk {
-                hash: blake3::hash(&c.data).to_hex().to_string(),
-                offset: c.offset,
-                data: Bytes::from(c.data),
-            });
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+        let mut cutter = Cutter::new();
+        let mut ended = false;
+        loop {
+            while !cutter.ready(ended) && !ended {
+                match body.next().await {
+                    Some(Ok(piece)) => cutter.append(&piece),
+                    Some(Err(err)) => {
+                        let _ = tx.send(Err(err)).await;
+                        return;
+                    }
+                    None => ended = true,
+                }
+            }
+            if !cutter.ready(ended) {
+                return;
+            }
+            if tx.send(Ok(cutter.cut())).await.is_err() {
                 return;
             }
         }
@@ -118,6 +173,21 @@ pub(crate) mod tests {
         assert_eq!(joined, original);
         assert!(a.iter().all(|c| c.data.len() <= MAX_CHUNK));
         assert!(a.len() >= 10, "{} chunks", a.len());
+    }
+
+    #[tokio::test]
+    async fn large_contents_are_cut_where_fastcdc_cuts_them() {
+        let bytes = data(9 * 1024 * 1024 + 333, 5);
+        let reference: Vec<(u64, usize)> = fastcdc::v2020::FastCDC::new(&bytes, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+            .map(|c| (c.offset as u64, c.length))
+            .collect();
+        for piece in [1000, 16 * 1024, MAX_CHUNK + 1, 5 * MAX_CHUNK] {
+            let got = chunk_all(bytes.clone(), piece).await;
+            let cuts: Vec<(u64, usize)> = got.iter().map(|c| (c.offset, c.data.len())).collect();
+            assert_eq!(cuts, reference, "pieces of {piece}");
+            let joined: Vec<u8> = got.iter().flat_map(|c| c.data.iter().copied()).collect();
+            assert_eq!(joined, bytes);
+        }
     }
 
     #[tokio::test]

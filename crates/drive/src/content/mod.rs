@@ -213,15 +213,25 @@ impl ContentStore {
         let id = Uuid::now_v7();
         let now = self.clock.now();
         for chunk in &manifest.inline {
+            // Recorded, or touched when it exists (stored in the blob store or here): collection
+            // spares it, and this transaction references it before committing.
             tx.query(
-                "INSERT INTO drive_chunks (hash, size, stored_size, blob_key, touched_at, compression, inline_data) \
-                 VALUES ($1, $2, $3, '', $4, $5, $6) ON CONFLICT (hash) DO UPDATE SET touched_at = $4",
+                "INSERT INTO drive_chunks (hash, size, stored_size, blob_key, touched_at, compression) \
+                 VALUES ($1, $2, $3, '', $4, $5) ON CONFLICT (hash) DO UPDATE SET touched_at = $4",
             )
             .bind(chunk.hash.as_str())
             .bind(i64::try_from(chunk.size).unwrap_or(i64::MAX))
             .bind(i64::try_from(chunk.stored.len()).unwrap_or(i64::MAX))
             .bind(now)
             .bind(chunk.compression)
+            .execute()
+            .await?;
+            tx.query(
+                "INSERT INTO drive_chunk_data (hash, data) SELECT $1, $2 \
+                 WHERE EXISTS (SELECT 1 FROM drive_chunks WHERE hash = $1 AND blob_key = '') \
+                 ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(chunk.hash.as_str())
             .bind(chunk.stored.to_vec())
             .execute()
             .await?;
@@ -294,8 +304,9 @@ impl ContentStore {
         let rows: Vec<ChunkRow> = self
             .db
             .query(
-                "SELECT mc.size, c.blob_key, c.compression, c.inline_data FROM drive_manifest_chunks mc \
-                 JOIN drive_chunks c ON c.hash = mc.chunk_hash WHERE mc.manifest_id = $1 ORDER BY mc.seq",
+                "SELECT mc.size, c.blob_key, c.compression, d.data FROM drive_manifest_chunks mc \
+                 JOIN drive_chunks c ON c.hash = mc.chunk_hash LEFT JOIN drive_chunk_data d ON d.hash = c.hash \
+                 WHERE mc.manifest_id = $1 ORDER BY mc.seq",
             )
             .bind(manifest)
             .fetch_all()

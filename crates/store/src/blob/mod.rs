@@ -3,6 +3,7 @@
 //! once (local files are written aside and renamed, S3 completes a multipart upload), so a reader
 //! never sees half an object.
 
+mod buffers;
 mod object;
 
 use std::ops::Range;

@@ -59,6 +59,21 @@ async fn blob_local_backend_round_trips() {
 }
 
 #[tokio::test]
+async fn blob_local_reads_of_whole_blobs_check_their_range() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = ObjectBlobStore::local(dir.path()).expect("local");
+    let data = Bytes::from((0..300_000).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
+    for key in ["chunks/ab/0123abcd/0190-x_y", "a/b/greeting.v2.txt", "a/.hidden"] {
+        store.put_bytes(key, data.clone()).await.expect("put");
+        assert_eq!(store.get_bytes(key, None).await.expect("whole"), data, "{key}");
+        assert_eq!(store.get_bytes(key, Some(1000..1010)).await.expect("range"), data.slice(1000..1010), "{key}");
+        let past = store.get_bytes(key, Some(299_990..300_100)).await.expect("past the end");
+        assert_eq!(past, data.slice(299_990..), "{key}: a range past the end stops there");
+    }
+    assert!(matches!(store.get_bytes("chunks/ab/none", None).await, Err(StoreError::BlobNotFound(_))));
+}
+
+#[tokio::test]
 async fn blob_local_write_is_invisible_until_complete() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = ObjectBlobStore::local(dir.path()).expect("local");
