@@ -209,7 +209,7 @@ impl Drive {
         // nothing behind.
         let mut tx = self.db.begin().await?;
         let manifest_id = self.content.commit_in(&mut tx, manifest).await?;
-        let (node_id, created) = match &pending.existing {
+        let (node_id, created, created_at) = match &pending.existing {
             Some(node) => {
                 // Another writer may have replaced it since: compare again inside the transaction.
                 let changed = tx
@@ -229,7 +229,7 @@ impl Drive {
                 if changed == 0 {
                     return Err(DriveError::PreconditionFailed);
                 }
-                (node.id, false)
+                (node.id, false, node.created_at)
             }
             None => {
                 let id = Uuid::now_v7();
@@ -258,7 +258,7 @@ impl Drive {
                         other?;
                     }
                 }
-                (id, true)
+                (id, true, now)
             }
         };
         let hash = manifest.hash.as_str();
@@ -275,7 +275,22 @@ impl Drive {
         insert_version(&mut tx, row).await?;
         tx.commit().await?;
         self.emit(if created { "created" } else { "updated" }, node_id, &scope.drive, "file").await;
-        Ok((self.get(scope, node_id).await?, created))
+        // The node as the transaction left it (no read back).
+        let node = Node {
+            id: node_id,
+            drive: scope.drive.clone(),
+            parent_id: pending.parent,
+            parent_key: pending.key,
+            name: pending.name,
+            kind: "file".into(),
+            current_version: Some(version),
+            size,
+            content_hash: Some(manifest.hash.clone()),
+            content_type: Some(content_type.to_owned()),
+            created_at,
+            updated_at: now,
+        };
+        Ok((node, created))
     }
 
     /// Stores `body` as `name` in `parent`: a new file, or a new version of the existing one.
