@@ -1,5 +1,6 @@
-//! `#[derive(FromRow)]`: a struct with named fields decodes from a row by column name (looked for at the field's position first), each field
-//! through `oppidum_store::Decode` (the column named like the field; `Option` fields accept `NULL`).
+//! `#[derive(FromRow)]`: a struct with named fields decodes from a row by column name (looked for
+//! at the field's position first), each field through `oppidum_store::Decode` (the column named
+//! like the field; `Option` fields accept `NULL`).
 
 use proc_macro::TokenStream;
 use quote::quote;

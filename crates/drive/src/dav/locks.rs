@@ -80,6 +80,15 @@ fn segments(path: &DavPath) -> Vec<Vec<u8>> {
     path.as_bytes().split(|&c| c == b'/').filter(|s| !s.is_empty()).map(<[u8]>::to_vec).collect()
 }
 
+/// Whether `lock` covers the resource whose path has the segments `target`: a lock on it, or on
+/// an ancestor with depth infinity (lock discovery, RFC 4918 §15.8).
+pub(super) fn covers<T: AsRef<[u8]>>(lock: &DavLock, target: &[T]) -> bool {
+    let at = segments(&lock.path);
+    target.len() >= at.len()
+        && at.iter().zip(target).all(|(a, t)| a.as_slice() == t.as_ref())
+        && (at.len() == target.len() || lock.deep)
+}
+
 /// Who asks, with which lock tokens.
 #[derive(Clone, Copy)]
 struct Caller<'a> {
@@ -350,13 +359,7 @@ impl DavLockSystem for DbLocks {
                     locks
                 }
             };
-            locks
-                .into_iter()
-                .filter(|l| {
-                    let at = segments(&l.path);
-                    target.starts_with(&at) && (at.len() == target.len() || l.deep)
-                })
-                .collect()
+            locks.into_iter().filter(|l| covers(l, &target)).collect()
         }
         .boxed()
     }
@@ -417,5 +420,15 @@ mod tests {
         let shared = vec![lock("/f", "s1", true, false)];
         assert!(check_to_path(&shared, &path("/f"), Caller::NOBODY, true).is_ok(), "shared joins shared");
         assert!(check_to_path(&shared, &path("/f"), Caller::NOBODY, false).is_err(), "exclusive refused");
+    }
+
+    #[test]
+    fn locks_cover_their_path_and_with_depth_infinity_what_is_below() {
+        let target = |p: &str| p.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+        assert!(covers(&lock("/a", "t", false, false), &target("/a")));
+        assert!(!covers(&lock("/a", "t", false, false), &target("/a/b")));
+        assert!(covers(&lock("/a/", "t", false, true), &target("/a/b")));
+        assert!(!covers(&lock("/a", "t", false, true), &target("/ab")));
+        assert!(!covers(&lock("/a/b", "t", false, true), &target("/a")));
     }
 }

@@ -18,7 +18,7 @@ use oppidum_dav::href::push_segment;
 use oppidum_dav::xml::{Multistatus, PropName, Propfind, ResponseWriter, parse_propfind};
 
 use super::fs::DriveFs;
-use super::locks::{DbLocks, owner_to_xml};
+use super::locks::{DbLocks, covers, owner_to_xml};
 use crate::files::{DeadProperty, Node};
 
 /// Longest `PROPFIND` body read (512 property names fit many times over).
@@ -96,36 +96,18 @@ fn push_two(out: &mut String, value: u32) {
     out.push(char::from(b'0' + (value % 10) as u8));
 }
 
-fn push_year(out: &mut String, year: i32) {
-    let year = year.clamp(0, 9999) as u32;
-    push_two(out, year / 100);
-    push_two(out, year % 100);
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 §5.6.7), written in place (a listing writes two
-/// dates per entry).
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 §5.6.7), written in place by `httpdate` (a listing
+/// writes two dates per entry).
 fn push_http_date(out: &mut String, time: DateTime<Utc>) {
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    out.push_str(DAYS[time.weekday().num_days_from_monday() as usize]);
-    out.push_str(", ");
-    push_two(out, time.day());
-    out.push(' ');
-    out.push_str(MONTHS[time.month0() as usize]);
-    out.push(' ');
-    push_year(out, time.year());
-    out.push(' ');
-    push_two(out, time.hour());
-    out.push(':');
-    push_two(out, time.minute());
-    out.push(':');
-    push_two(out, time.second());
-    out.push_str(" GMT");
+    use std::fmt::Write;
+    let _ = write!(out, "{}", httpdate::HttpDate::from(std::time::SystemTime::from(time)));
 }
 
 /// `1996-12-19T16:39:57Z` (RFC 3339, whole seconds), written in place.
 fn push_rfc3339(out: &mut String, time: DateTime<Utc>) {
-    push_year(out, time.year());
+    let year = time.year().clamp(0, 9999) as u32;
+    push_two(out, year / 100);
+    push_two(out, year % 100);
     out.push('-');
     push_two(out, time.month());
     out.push('-');
@@ -166,15 +148,6 @@ fn write_lock(out: &mut String, lock: &DavLock, prefix_href: &str) {
         out.push_str(oppidum_dav::xml::without_declaration(&owner));
     }
     out.push_str("</D:activelock>");
-}
-
-/// Locks on `path` itself or on an ancestor with depth infinity.
-fn covers(lock: &DavLock, path: &str) -> bool {
-    let at: Vec<&[u8]> = lock.path.as_bytes().split(|&c| c == b'/').filter(|s| !s.is_empty()).collect();
-    let target: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    target.len() >= at.len()
-        && at.iter().zip(&target).all(|(a, t)| *a == t.as_bytes())
-        && (at.len() == target.len() || lock.deep)
 }
 
 /// Writes a live property of `entry` (with its value, or only its name when `content` is false);
@@ -219,7 +192,8 @@ fn live(name: &PropName, entry: &Entry<'_>, context: &Context, out: &mut Respons
             }
         }),
         (NS_DAV, "lockdiscovery") if content => {
-            let held: Vec<&DavLock> = context.locks.iter().filter(|l| covers(l, &entry.path)).collect();
+            let target: Vec<&[u8]> = entry.path.split('/').filter(|s| !s.is_empty()).map(str::as_bytes).collect();
+            let held: Vec<&DavLock> = context.locks.iter().filter(|l| covers(l, &target)).collect();
             if held.is_empty() {
                 out.empty(name);
             } else {
@@ -342,11 +316,10 @@ async fn answer(fs: &DriveFs, locks: &DbLocks, principal: &str, prefix: &str, re
     }
     let drive = fs.drive();
     let scope = fs.scope();
+    // Dead properties may be in the DAV: namespace too (`displayname`, `getcontentlanguage`).
     let target_dead = match &target {
-        Some(node) if !matches!(request, Propfind::Prop(ref n) if n.iter().all(|n| n.namespace == NS_DAV)) => {
-            drive.properties(node.id).await.map_err(Error::from)?
-        }
-        _ => Vec::new(),
+        Some(node) => drive.properties(node.id).await.map_err(Error::from)?,
+        None => Vec::new(),
     };
     let is_dir = target.as_ref().is_none_or(|n| n.kind == "folder");
     let (children, mut children_dead) = if depth_one && is_dir {
@@ -417,7 +390,7 @@ mod tests {
 
     #[test]
     fn dates_are_written_as_the_formats_define_them() {
-        for (secs, _) in [(0_i64, ()), (784_111_777, ()), (1_796_291_288, ()), (4_102_444_799, ())] {
+        for secs in [0_i64, 784_111_777, 1_796_291_288, 4_102_444_799] {
             let time = Utc.timestamp_opt(secs, 0).single().unwrap_or_default();
             let (mut http, mut iso) = (String::new(), String::new());
             push_http_date(&mut http, time);
@@ -425,24 +398,5 @@ mod tests {
             assert_eq!(http, time.format("%a, %d %b %Y %H:%M:%S GMT").to_string());
             assert_eq!(iso, time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         }
-    }
-
-    #[test]
-    fn locks_cover_their_path_and_with_depth_infinity_what_is_below() {
-        let lock = |path: &str, deep: bool| DavLock {
-            token: "t".into(),
-            path: Box::new(DavPath::new(path).unwrap_or_else(|_| DavPath::new("/").unwrap_or_else(|_| unreachable!()))),
-            principal: None,
-            owner: None,
-            timeout_at: None,
-            timeout: None,
-            shared: false,
-            deep,
-        };
-        assert!(covers(&lock("/a", false), "/a"));
-        assert!(!covers(&lock("/a", false), "/a/b"));
-        assert!(covers(&lock("/a/", true), "/a/b"));
-        assert!(!covers(&lock("/a", true), "/ab"));
-        assert!(!covers(&lock("/a/b", true), "/a"));
     }
 }

@@ -371,6 +371,19 @@ async fn dav_organization_drives_follow_roles(backend: Backend) {
     // administrative permissions cover the subtree.
     let b = server.login("b@example.org", PASSWORD).await;
     assert_eq!(server.get_as(&format!("/api/drive/files/{plan}/content"), &b.access).await.status(), 404);
+    // Nor over WebDAV, at either depth, while the team's guest lists it.
+    let pb = app_password(&server, &b.access).await;
+    for depth in ["0", "1"] {
+        let path = format!("/dav/orgs/{team}/");
+        assert_eq!(
+            dav(&server, "PROPFIND", &path, ("b@example.org", &pb), &[("depth", depth)], "").await.status(),
+            404
+        );
+    }
+    let r =
+        dav(&server, "PROPFIND", &format!("/dav/orgs/{team}/"), ("g@example.org", &pg), &[("depth", "1")], "").await;
+    assert_eq!(r.status(), 207);
+    assert!(r.text().await.expect("body").contains(&format!("<D:href>/dav/orgs/{team}/plan.txt</D:href>")));
 }
 both!(dav_organization_drives_follow_roles);
 
@@ -469,6 +482,14 @@ async fn dav_listings_answer_every_kind_of_propfind(backend: Backend) {
         text.contains("<missing xmlns=\"urn:x-test\"/></D:prop><D:status>HTTP/1.1 404 Not Found</D:status>"),
         "{text}"
     );
+
+    // A dead property in the DAV: namespace (displayname) is found when asked for by name.
+    let title = r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:displayname>Notes</D:displayname></D:prop></D:set></D:propertyupdate>"#;
+    assert_eq!(dav(&server, "PROPPATCH", &format!("{base}/a%20b.txt"), auth, &[], title).await.status(), 207);
+    let ask = r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:displayname/></D:prop></D:propfind>"#;
+    let r = dav(&server, "PROPFIND", &format!("{base}/a%20b.txt"), auth, &[("depth", "0")], ask).await;
+    let text = r.text().await.expect("body");
+    assert!(text.contains(">Notes</") && !text.contains("404"), "{text}");
 
     let names = r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:propname/></D:propfind>"#;
     let r = dav(&server, "PROPFIND", &format!("{base}/a%20b.txt"), auth, &[("depth", "0")], names).await;

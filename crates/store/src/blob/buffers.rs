@@ -9,12 +9,16 @@ use bytes::Bytes;
 /// Buffers kept at most, and the largest kept: 16 of 1 MiB chunks (the largest chunk) is 16 MiB.
 const KEPT: usize = 16;
 const LARGEST: usize = 1024 * 1024;
+/// Reads smaller than this get a buffer of their own size: a small blob held for long must not
+/// pin a whole kept buffer.
+const SMALLEST: usize = 64 * 1024;
 
 static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
-/// An empty buffer able to hold `len` bytes: a kept one when `len` is not above [`LARGEST`].
+/// An empty buffer able to hold `len` bytes: a kept one when `len` is between [`SMALLEST`] and
+/// [`LARGEST`].
 pub(crate) fn take(len: usize) -> Vec<u8> {
-    if len > LARGEST {
+    if !(SMALLEST..=LARGEST).contains(&len) {
         return Vec::with_capacity(len);
     }
     let kept = FREE.lock().unwrap_or_else(PoisonError::into_inner).pop();
@@ -59,7 +63,7 @@ mod tests {
 
     #[test]
     fn buffers_come_back_when_their_last_view_drops() {
-        let mut buffer = take(1000);
+        let mut buffer = take(SMALLEST);
         assert!(buffer.capacity() >= LARGEST && buffer.is_empty());
         buffer.extend_from_slice(b"hello world");
         let bytes = share(buffer);
@@ -68,9 +72,10 @@ mod tests {
         assert_eq!(&view[..], b"world", "a view keeps the buffer alive");
         drop(view);
         // Another test may take it first: only check that a kept buffer is empty and large.
-        let again = take(10);
+        let again = take(SMALLEST + 10);
         assert!(again.is_empty() && again.capacity() >= LARGEST);
-        // Larger reads are not kept.
+        // Larger reads are not kept, nor smaller ones.
         assert!(take(LARGEST + 1).capacity() > LARGEST);
+        assert!(take(10).capacity() < SMALLEST);
     }
 }

@@ -1,12 +1,12 @@
 //! The single writer and its group commit. Writes queue on one channel; the writer thread opens a
-//! transaction, runs every unit already waiting (each after the first in a savepoint of its own, so
-//! one failing unit undoes only itself), commits once, and only then answers each caller — with its result, or
-//! with the commit's failure. Under load many callers share one commit (and, with
-//! `synchronous = FULL`, one `fsync`); alone, a write costs what it did before.
+//! transaction, runs every unit already waiting (each after the first in a savepoint of its own,
+//! so one failing unit undoes only itself), commits once, and only then answers each caller —
+//! with its result, or with the commit's failure. Under load many callers share one commit (and,
+//! with `synchronous = FULL`, one `fsync`); alone, a write costs what it did before.
 //!
 //! An interactive transaction ([`super::SqliteTx`]) has a transaction to itself, fed statement by
-//! statement from its own channel; the writer waits for its next statement (at most the engine's `tx_idle`, then
-//! it rolls back) and commits it with the group.
+//! statement from its own channel; the writer waits for its next statement (at most the engine's
+//! `tx_idle`, then it rolls back) and commits it with the group.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
