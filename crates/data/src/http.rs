@@ -1,7 +1,6 @@
 //! `/api/apps/*`: the apps (listed, installed, reloaded), their data dictionaries and the routes
 //! every table gets: list, create, get, update (`If-Match`), delete, restore, purge, and batches.
 
-use axum::Json as AxumJson;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -44,7 +43,7 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
 /// A row with its version as `ETag`.
 fn row_response(status: StatusCode, row: Map<String, Json_>) -> Response {
     let tag = format!("\"{}\"", row.get("row_version").and_then(Json_::as_i64).unwrap_or(0));
-    let mut response = (status, AxumJson(row)).into_response();
+    let mut response = (status, Json(row)).into_response();
     if let Ok(value) = HeaderValue::from_str(&tag) {
         response.headers_mut().insert(header::ETAG, value);
     }
@@ -53,8 +52,8 @@ fn row_response(status: StatusCode, row: Map<String, Json_>) -> Response {
 
 /// The apps the caller may use.
 #[utoipa::path(get, path = "/api/apps", tag = "apps", responses((status = 200, body = Vec<AppSummary>)))]
-pub async fn apps(State(api): State<DataApi>, principal: Principal) -> Result<AxumJson<Vec<AppSummary>>> {
-    Ok(AxumJson(api.list_apps(&principal).await?))
+pub async fn apps(State(api): State<DataApi>, principal: Principal) -> Result<Json<Vec<AppSummary>>> {
+    Ok(Json(api.list_apps(&principal).await?))
 }
 
 /// An app's files to install (`apps.manage`); without `queries`, the app keeps its named queries.
@@ -73,11 +72,7 @@ pub struct AppFiles {
 /// An app's files (`apps.manage`).
 #[utoipa::path(get, path = "/api/apps/{app}", tag = "apps", params(("app" = String, Path)),
     responses((status = 200, body = Files), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn app(
-    State(api): State<DataApi>,
-    principal: Principal,
-    Path(name): Path<String>,
-) -> Result<AxumJson<Files>> {
+pub async fn app(State(api): State<DataApi>, principal: Principal, Path(name): Path<String>) -> Result<Json<Files>> {
     api.require_manage(&principal).await?;
     let loaded = api.app(&name).ok_or_else(|| Error::not_found(format!("There is no app `{name}`.")))?;
     let mut files = loaded.files.clone();
@@ -87,7 +82,7 @@ pub async fn app(
         let redacted = oppidum_core::config::DatabaseUrl::new(database.clone()).redacted();
         files.app_yaml = files.app_yaml.replace(database.as_str(), &redacted);
     }
-    Ok(AxumJson(files))
+    Ok(Json(files))
 }
 
 /// Installs or replaces an app (`apps.manage`): checked completely, applied to its database with
@@ -101,9 +96,9 @@ pub async fn install(
     principal: Principal,
     Path(name): Path<String>,
     Json(files): Json<AppFiles>,
-) -> Result<AxumJson<AppSummary>> {
+) -> Result<Json<AppSummary>> {
     let loaded = api.install(&principal, &name, files.app_yaml, files.schema_yaml, files.queries).await?;
-    Ok(AxumJson(crate::service::summary(&loaded)))
+    Ok(Json(crate::service::summary(&loaded)))
 }
 
 /// Reads an app's files from disk again (`apps.manage`).
@@ -113,21 +108,17 @@ pub async fn reload(
     State(api): State<DataApi>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<AxumJson<AppSummary>> {
+) -> Result<Json<AppSummary>> {
     let loaded = api.reload(&principal, &name).await?;
-    Ok(AxumJson(crate::service::summary(&loaded)))
+    Ok(Json(crate::service::summary(&loaded)))
 }
 
 /// The app's data dictionary: every table's fields, types, constraints, relations and routes.
 #[utoipa::path(get, path = "/api/apps/{app}/_schema", tag = "apps", params(("app" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
-pub async fn schema(
-    State(api): State<DataApi>,
-    principal: Principal,
-    Path(name): Path<String>,
-) -> Result<AxumJson<Json_>> {
+pub async fn schema(State(api): State<DataApi>, principal: Principal, Path(name): Path<String>) -> Result<Json<Json_>> {
     let loaded = api.usable(&principal, &name).await?;
-    Ok(AxumJson(dictionary::app(&loaded)))
+    Ok(Json(dictionary::app(&loaded)))
 }
 
 /// The app's own OpenAPI document, generated from its running schema: every table's routes and
@@ -138,9 +129,9 @@ pub async fn app_openapi(
     State(api): State<DataApi>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<AxumJson<Json_>> {
+) -> Result<Json<Json_>> {
     let loaded = api.usable(&principal, &name).await?;
-    Ok(AxumJson(crate::openapi::document(&loaded)))
+    Ok(Json(crate::openapi::document(&loaded)))
 }
 
 /// One table's entry of the data dictionary.
@@ -151,12 +142,12 @@ pub async fn table_schema(
     State(api): State<DataApi>,
     principal: Principal,
     Path((name, table)): Path<(String, String)>,
-) -> Result<AxumJson<Json_>> {
+) -> Result<Json<Json_>> {
     let loaded = api.usable(&principal, &name).await?;
     let entry = dictionary::table(&loaded, &table).ok_or_else(|| {
         Error::new(oppidum_core::ErrorKind::NotFound, "unknown_table", format!("No table `{table}`."))
     })?;
-    Ok(AxumJson(entry))
+    Ok(Json(entry))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -174,9 +165,9 @@ pub async fn batch(
     principal: Principal,
     Path(name): Path<String>,
     Json(body): Json<Batch>,
-) -> Result<AxumJson<Json_>> {
+) -> Result<Json<Json_>> {
     let results = api.batch(&principal, &name, body.operations).await?;
-    Ok(AxumJson(serde_json::json!({ "results": results })))
+    Ok(Json(serde_json::json!({ "results": results })))
 }
 
 /// Rows of a table the caller may see, a page at a time.
@@ -190,8 +181,8 @@ pub async fn list(
     principal: Principal,
     Path((name, table)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
-) -> Result<AxumJson<Page>> {
-    Ok(AxumJson(api.list(&principal, &name, &table, &query).await?))
+) -> Result<Json<Page>> {
+    Ok(Json(api.list(&principal, &name, &table, &query).await?))
 }
 
 /// Creates a row; an invalid one is refused with every field's problem.
@@ -307,8 +298,8 @@ pub async fn run_query(
     principal: Principal,
     Path((name, query)): Path<(String, String)>,
     Query(params): Query<std::collections::BTreeMap<String, String>>,
-) -> Result<AxumJson<QueryResult>> {
-    Ok(AxumJson(api.query(&principal, &name, &query, Given::Text(params), false).await?))
+) -> Result<Json<QueryResult>> {
+    Ok(Json(api.query(&principal, &name, &query, Given::Text(params), false).await?))
 }
 
 /// Runs a named query declared `write: true`; its parameters come from the JSON body.
@@ -321,6 +312,6 @@ pub async fn run_write_query(
     principal: Principal,
     Path((name, query)): Path<(String, String)>,
     Json(params): Json<Map<String, Json_>>,
-) -> Result<AxumJson<QueryResult>> {
-    Ok(AxumJson(api.query(&principal, &name, &query, Given::Json(params), true).await?))
+) -> Result<Json<QueryResult>> {
+    Ok(Json(api.query(&principal, &name, &query, Given::Json(params), true).await?))
 }

@@ -4,6 +4,7 @@
 
 mod access;
 mod errors;
+mod items;
 mod named;
 mod read;
 pub mod registry;
@@ -22,6 +23,7 @@ use oppidum_store::{Db, EventBus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
+pub use items::Items;
 pub use named::{Given, MAX_ROWS, QueryResult};
 pub use read::{ListQuery, Page};
 pub use registry::{Files, Keys, LoadError, Loaded};

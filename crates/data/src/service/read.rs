@@ -10,6 +10,7 @@ use serde_json::{Map, Value as Json};
 
 use super::access::{Ctx, Deleted};
 use super::errors::OrStore;
+use super::items::Items;
 use super::sql::{Column, Sql, columns, err, json_value, output, parse_id, primary, quote, select_list};
 use crate::expr::{self, CmpOp, Expr, Literal, Operand};
 use crate::schema::{FieldType, Operation, Table};
@@ -49,7 +50,7 @@ pub struct ListQuery {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page {
     #[schema(value_type = Vec<Object>)]
-    pub items: Vec<Map<String, Json>>,
+    pub items: Items,
     /// Pass as `cursor` for the next page; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
@@ -59,6 +60,13 @@ pub struct Page {
 
 fn invalid(code: &'static str, message: impl Into<String>) -> Error {
     err(ErrorKind::Invalid, code, message)
+}
+
+/// Reads rows into what callers see, as a page's items.
+fn items_out(ctx: &Ctx<'_>, name: &str, table: &Table, cols: &[Column], rows: Vec<JsonValues>) -> Items {
+    let decrypt = ctx.can_decrypt(name);
+    let opener = |field: &str, sealed: &str| ctx.open(table, name, field, sealed);
+    Items::read(cols, rows, if decrypt { Some(&opener) } else { None })
 }
 
 /// Reads rows into what callers see.
@@ -284,10 +292,10 @@ pub(crate) async fn list(ctx: &Ctx<'_>, name: &str, query: &ListQuery) -> Result
     let mut rows: Vec<JsonValues> = sql.run(&ctx.loaded.db, text).fetch_all().await.or_store()?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let mut items = rows_out(ctx, name, table, &cols, rows);
-    let next_cursor = match (more, items.last()) {
+    let mut items = items_out(ctx, name, table, &cols, rows);
+    let next_cursor = match (more, items.len().checked_sub(1)) {
         (true, Some(last)) => {
-            let v = keys.iter().map(|(c, _)| last.get(c).cloned().unwrap_or(Json::Null)).collect();
+            let v = keys.iter().map(|(c, _)| items.get(last, c).cloned().unwrap_or(Json::Null)).collect();
             let cursor = serde_json::to_vec(&Cursor { s: sort_text(&keys), v }).unwrap_or_default();
             Some(URL_SAFE_NO_PAD.encode(cursor))
         }
@@ -300,12 +308,7 @@ pub(crate) async fn list(ctx: &Ctx<'_>, name: &str, query: &ListQuery) -> Result
 }
 
 /// Adds `_include: {field: row | null}` to each row for the relation fields named.
-async fn include_related(
-    ctx: &Ctx<'_>,
-    table: &Table,
-    include: &str,
-    items: &mut [Map<String, Json>],
-) -> Result<(), Error> {
+async fn include_related(ctx: &Ctx<'_>, table: &Table, include: &str, items: &mut Items) -> Result<(), Error> {
     let schema = &ctx.loaded.app.schema;
     for field_name in include.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         let target = table
@@ -318,7 +321,7 @@ async fn include_related(
         let target_table = ctx.table(target_name)?;
         let Some(field) = target_table.fields.get(target_field) else { continue };
         let mut ids: Vec<Json> =
-            items.iter().filter_map(|r| r.get(field_name)).filter(|v| !v.is_null()).cloned().collect();
+            (0..items.len()).filter_map(|i| items.get(i, field_name)).filter(|v| !v.is_null()).cloned().collect();
         ids.sort_by_key(ToString::to_string);
         ids.dedup();
         let mut found: Vec<Map<String, Json>> = Vec::new();
@@ -341,14 +344,11 @@ async fn include_related(
             let rows: Vec<JsonValues> = sql.run(&ctx.loaded.db, text).fetch_all().await.or_store()?;
             found = rows_out(ctx, target_name, target_table, &cols, rows);
         }
-        for item in items.iter_mut() {
-            let key = item.get(field_name).cloned().unwrap_or(Json::Null);
+        for index in 0..items.len() {
+            let key = items.get(index, field_name).unwrap_or(&Json::Null);
             let related =
-                found.iter().find(|r| r.get(target_field) == Some(&key)).cloned().map_or(Json::Null, Json::Object);
-            let entry = item.entry("_include").or_insert_with(|| Json::Object(Map::new()));
-            if let Json::Object(map) = entry {
-                map.insert(field_name.to_owned(), related);
-            }
+                found.iter().find(|r| r.get(target_field) == Some(key)).cloned().map_or(Json::Null, Json::Object);
+            items.include(index, field_name, related);
         }
     }
     Ok(())

@@ -259,26 +259,26 @@ pub(crate) type Opener<'a> = &'a dyn Fn(&str, &str) -> Option<Json>;
 pub(crate) fn output(columns: &[Column], row: JsonValues, open: Option<Opener<'_>>) -> Map<String, Json> {
     let mut out = Map::new();
     for (column, value) in columns.iter().zip(row.0) {
-        let value = match (column.out, value) {
-            (_, Json::Null) => Json::Null,
-            (Out::Bool, Json::Number(n)) => Json::Bool(n.as_i64().unwrap_or(0) != 0),
-            (Out::Json, Json::String(text)) => serde_json::from_str(&text).unwrap_or(Json::String(text)),
-            (Out::Time, Json::String(text)) => Json::String(time_text(&text).unwrap_or(text)),
-            (Out::Decimal, Json::String(text)) => {
-                text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Json::String(text), Json::Number)
-            }
-            (Out::Sealed, Json::String(sealed)) => match open {
-                Some(open) => match open(&column.name, &sealed) {
-                    Some(value) => value,
-                    None => continue,
-                },
-                None => continue,
-            },
-            (_, value) => value,
-        };
-        out.insert(column.name.clone(), value);
+        if let Some(value) = value_out(column, value, open) {
+            out.insert(column.name.clone(), value);
+        }
     }
     out
+}
+
+/// A column's stored value as callers see it; `None` for a sealed value they may not open.
+pub(crate) fn value_out(column: &Column, value: Json, open: Option<Opener<'_>>) -> Option<Json> {
+    Some(match (column.out, value) {
+        (_, Json::Null) => Json::Null,
+        (Out::Bool, Json::Number(n)) => Json::Bool(n.as_i64().unwrap_or(0) != 0),
+        (Out::Json, Json::String(text)) => serde_json::from_str(&text).unwrap_or(Json::String(text)),
+        (Out::Time, Json::String(text)) => Json::String(time_text(&text).unwrap_or(text)),
+        (Out::Decimal, Json::String(text)) => {
+            text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Json::String(text), Json::Number)
+        }
+        (Out::Sealed, Json::String(sealed)) => open?(&column.name, &sealed)?,
+        (_, value) => value,
+    })
 }
 
 /// An error of the data API.
