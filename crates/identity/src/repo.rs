@@ -2,7 +2,7 @@
 //! decides who may see what.
 
 use chrono::{DateTime, Utc};
-use oppidum_store::{Db, StoreError, Tx};
+use oppidum_store::{Db, DecodeError, FromRow, Row, StoreError, Tx};
 use uuid::Uuid;
 
 use crate::model::{Member, Org, RoleRow, Session, User};
@@ -31,6 +31,30 @@ macro_rules! select_orgs {
 
 pub async fn get_user(db: &Db, id: Uuid) -> Result<Option<User>, StoreError> {
     db.query(select_users!("WHERE id = $1")).bind(id).fetch_optional().await
+}
+
+/// A user and an organization, read by one statement.
+pub struct UserAndOrg(pub User, pub Org);
+
+impl FromRow for UserAndOrg {
+    fn from_row(row: &Row<'_>) -> Result<Self, DecodeError> {
+        // The user's 13 columns come first (as `select_users!` lists them), then the org's.
+        Ok(Self(User::from_row(row)?, Org::from_row(&row.after(13))?))
+    }
+}
+
+/// The user `user` and the organization `org` in one round trip; `None` if either is missing.
+pub async fn get_user_and_org(db: &Db, user: Uuid, org: Uuid) -> Result<Option<UserAndOrg>, StoreError> {
+    db.query(
+        "SELECT u.id, u.email, u.name, u.password_hash, u.home_org_id, u.instance_admin, u.disabled, \
+         u.token_version, u.locale, u.created_at, u.updated_at, u.last_login_at, u.email_verified_at, \
+         o.id, o.parent_id, o.path, o.name, o.kind, o.require_verified_email, o.mfa_required_roles, o.created_at, \
+         o.updated_at FROM users u, orgs o WHERE u.id = $1 AND o.id = $2",
+    )
+    .bind(user)
+    .bind(org)
+    .fetch_optional()
+    .await
 }
 
 pub async fn get_user_by_email(db: &Db, email: &str) -> Result<Option<User>, StoreError> {

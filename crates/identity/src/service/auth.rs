@@ -281,11 +281,16 @@ impl Identity {
 
     /// The principal's user, organization and permissions.
     pub async fn me(&self, principal: &Principal) -> Result<Me> {
-        // Two point reads: answered in place on SQLite, concurrently on PostgreSQL's pool.
-        let (user, org) =
-            tokio::try_join!(repo::get_user(&self.db, principal.user_id), repo::get_org(&self.db, principal.org_id))?;
-        let user = user.ok_or(IdentityError::NotFound("user"))?;
-        let org = org.ok_or(IdentityError::NotFound("organization"))?;
+        // One statement (one round trip on PostgreSQL) for both; which one is missing, if any,
+        // is read apart.
+        let (user, org) = match repo::get_user_and_org(&self.db, principal.user_id, principal.org_id).await? {
+            Some(repo::UserAndOrg(user, org)) => (user, org),
+            None => {
+                let user = repo::get_user(&self.db, principal.user_id).await?;
+                let org = repo::get_org(&self.db, principal.org_id).await?;
+                (user.ok_or(IdentityError::NotFound("user"))?, org.ok_or(IdentityError::NotFound("organization"))?)
+            }
+        };
         Ok(Me { user, org, permissions: principal.permissions.clone(), session_id: principal.session_id() })
     }
 

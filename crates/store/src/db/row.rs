@@ -29,9 +29,11 @@ impl DecodeError {
     }
 }
 
-/// One row of a result, on either engine.
-pub struct Row<'r>(Inner<'r>);
+/// One row of a result, on either engine; or the columns of one from a position on (see
+/// [`Row::after`]), for a statement selecting two tables' columns side by side.
+pub struct Row<'r>(Inner<'r>, usize);
 
+#[derive(Clone, Copy)]
 enum Inner<'r> {
     Sqlite(&'r rusqlite::Row<'r>),
     Postgres(&'r PgRow),
@@ -39,25 +41,36 @@ enum Inner<'r> {
 
 impl<'r> Row<'r> {
     pub(crate) fn sqlite(row: &'r rusqlite::Row<'r>) -> Self {
-        Self(Inner::Sqlite(row))
+        Self(Inner::Sqlite(row), 0)
     }
 
     pub(crate) fn postgres(row: &'r PgRow) -> Self {
-        Self(Inner::Postgres(row))
+        Self(Inner::Postgres(row), 0)
     }
 
-    /// The value of the column named `column`.
+    /// The columns from position `skip` on (of this view), as a row of their own: a statement
+    /// selecting a user's columns then an organization's decodes each from its own view.
+    pub fn after(&self, skip: usize) -> Row<'r> {
+        Row(self.0, self.1 + skip)
+    }
+
+    /// The value of the column named `column` (the first of that name in this view).
     pub fn get<T: Decode>(&self, column: &str) -> Result<T, DecodeError> {
+        let missing = || DecodeError::new(column, "no such column");
         match &self.0 {
             Inner::Sqlite(row) => {
-                let index =
-                    row.as_ref().column_index(column).map_err(|_| DecodeError::new(column, "no such column"))?;
+                let statement = row.as_ref();
+                let index = (self.1..statement.column_count())
+                    .find(|&i| statement.column_name(i).is_ok_and(|name| name.eq_ignore_ascii_case(column)))
+                    .ok_or_else(missing)?;
                 let value = row.get_ref(index).map_err(|err| DecodeError::new(column, err))?;
                 T::from_sqlite(value).map_err(|message| DecodeError::new(column, message))
             }
             Inner::Postgres(row) => {
-                let index = row.try_column(column).map_err(|_| DecodeError::new(column, "no such column"))?;
-                T::from_postgres(row, sqlx::Column::ordinal(index)).map_err(|err| DecodeError::new(column, err))
+                let index = (self.1..row.columns().len())
+                    .find(|&i| sqlx::Column::name(&row.columns()[i]) == column)
+                    .ok_or_else(missing)?;
+                T::from_postgres(row, index).map_err(|err| DecodeError::new(column, err))
             }
         }
     }
@@ -65,19 +78,21 @@ impl<'r> Row<'r> {
     /// The value of the column named `column`, looked for at `index` first: the derived
     /// [`FromRow`] passes each field's position, which is where a query usually selects it.
     pub fn get_near<T: Decode>(&self, column: &str, index: usize) -> Result<T, DecodeError> {
+        let index = index + self.1;
         let at_index = match &self.0 {
             Inner::Sqlite(row) => row.as_ref().column_name(index).is_ok_and(|name| name == column),
             Inner::Postgres(row) => row.columns().get(index).is_some_and(|c| sqlx::Column::name(c) == column),
         };
         if at_index {
-            self.get_at(index).map_err(|err| DecodeError::new(column, err.message))
+            self.get_at(index - self.1).map_err(|err| DecodeError::new(column, err.message))
         } else {
             self.get(column)
         }
     }
 
-    /// The value of the column at `index` (from 0).
+    /// The value of the column at `index` (from 0, in this view).
     pub fn get_at<T: Decode>(&self, index: usize) -> Result<T, DecodeError> {
+        let index = index + self.1;
         match &self.0 {
             Inner::Sqlite(row) => {
                 let value = row.get_ref(index).map_err(|err| DecodeError::new(index, err))?;
@@ -87,18 +102,20 @@ impl<'r> Row<'r> {
         }
     }
 
-    /// How many columns the row has.
+    /// How many columns the row (this view) has.
     pub fn len(&self) -> usize {
-        match &self.0 {
+        let all = match &self.0 {
             Inner::Sqlite(row) => row.as_ref().column_count(),
             Inner::Postgres(row) => row.len(),
-        }
+        };
+        all.saturating_sub(self.1)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The whole row, whatever the view: for decoders of every column.
     pub(crate) fn engine(&self) -> EngineRow<'_> {
         match &self.0 {
             Inner::Sqlite(row) => EngineRow::Sqlite(row),

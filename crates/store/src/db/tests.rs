@@ -212,3 +212,43 @@ async fn db_rows_of_unknown_shape_decode_to_json() {
         }
     }
 }
+
+/// Columns of one table, as a derived decoder reads them by name.
+#[derive(Debug, PartialEq, oppidum_store::FromRow)]
+struct Named {
+    name: String,
+    n: i64,
+}
+
+/// Two tables' columns side by side, each decoded from its own view of the row.
+#[derive(Debug, PartialEq)]
+struct Pair(Named, Named);
+
+impl FromRow for Pair {
+    fn from_row(row: &row::Row<'_>) -> Result<Self, DecodeError> {
+        Ok(Self(Named::from_row(row)?, Named::from_row(&row.after(2))?))
+    }
+}
+
+#[tokio::test]
+async fn db_two_tables_side_by_side_decode_from_their_own_views() {
+    for (db, _dir) in databases("db_two_tables_side_by_side_decode_from_their_own_views").await {
+        let named = |name: &str, n| Named { name: name.into(), n };
+        // The second view's columns in their place, then out of order (found by name, and only
+        // among its own columns: the first `name` is not the second's).
+        let pair: Pair = db
+            .query("SELECT 'a' AS name, CAST(1 AS BIGINT) AS n, 'b' AS name, CAST(2 AS BIGINT) AS n")
+            .fetch_one()
+            .await
+            .expect("in place");
+        assert_eq!(pair, Pair(named("a", 1), named("b", 2)));
+        let pair: Pair = db
+            .query("SELECT 'a' AS name, CAST(1 AS BIGINT) AS n, CAST(2 AS BIGINT) AS n, 'b' AS name")
+            .fetch_one()
+            .await
+            .expect("by name");
+        assert_eq!(pair, Pair(named("a", 1), named("b", 2)));
+        let short: Result<Pair, _> = db.query("SELECT 'a' AS name, CAST(1 AS BIGINT) AS n").fetch_one().await;
+        assert!(short.is_err(), "a view past the row's columns has none of them");
+    }
+}
