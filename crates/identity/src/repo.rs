@@ -37,9 +37,11 @@ pub async fn get_user(db: &Db, id: Uuid) -> Result<Option<User>, StoreError> {
 pub struct UserAndOrg(pub User, pub Org);
 
 impl FromRow for UserAndOrg {
+    const COLUMNS: usize = User::COLUMNS + Org::COLUMNS;
+
+    /// The user's columns first (as `select_users!` lists them), then the organization's.
     fn from_row(row: &Row<'_>) -> Result<Self, DecodeError> {
-        // The user's 13 columns come first (as `select_users!` lists them), then the org's.
-        Ok(Self(User::from_row(row)?, Org::from_row(&row.after(13))?))
+        Ok(Self(User::from_row(row)?, Org::from_row(&row.after(User::COLUMNS))?))
     }
 }
 

@@ -25,8 +25,11 @@ pub fn derive_from_row(input: TokenStream) -> TokenStream {
         let column = column.strip_prefix("r#").unwrap_or(&column).to_owned();
         quote! { #ident: row.get_near(#column, #index)? }
     });
+    let count = fields.len();
     quote! {
         impl #impl_generics ::oppidum_store::FromRow for #name #type_generics #where_clause {
+            const COLUMNS: usize = #count;
+
             fn from_row(row: &::oppidum_store::Row<'_>) -> ::std::result::Result<Self, ::oppidum_store::DecodeError> {
                 ::std::result::Result::Ok(Self { #(#decoded),* })
             }

@@ -41,6 +41,8 @@ impl JsonRow {
 pub struct JsonValues(pub Vec<Value>);
 
 impl FromRow for JsonValues {
+    const COLUMNS: usize = 0;
+
     fn from_row(row: &Row<'_>) -> Result<Self, DecodeError> {
         match row.engine() {
             EngineRow::Sqlite(row) => {
@@ -67,6 +69,8 @@ fn number(f: f64) -> Value {
 }
 
 impl FromRow for JsonRow {
+    const COLUMNS: usize = 0;
+
     fn from_row(row: &Row<'_>) -> Result<Self, DecodeError> {
         match row.engine() {
             EngineRow::Sqlite(row) => from_sqlite(row),

@@ -132,6 +132,11 @@ pub(crate) enum EngineRow<'r> {
 
 /// A type a whole row decodes into: `#[derive(FromRow)]` structs and tuples.
 pub trait FromRow: Sized + Send + 'static {
+    /// How many columns, from the start of its view, a row of this type reads: one per field of
+    /// a derived struct, one per element of a tuple; 0 for types taking every column there is.
+    /// What [`Row::after`] skips to decode the next type selected alongside.
+    const COLUMNS: usize;
+
     fn from_row(row: &Row<'_>) -> Result<Self, DecodeError>;
 }
 
@@ -328,6 +333,8 @@ impl<T: Decode> Decode for Option<T> {
 macro_rules! tuple_rows {
     ($(($($ty:ident $index:tt),+))*) => {$(
         impl<$($ty: Decode + Send + 'static),+> FromRow for ($($ty,)+) {
+            const COLUMNS: usize = [$(stringify!($ty)),+].len();
+
             fn from_row(row: &Row<'_>) -> Result<Self, DecodeError> {
                 Ok(($(row.get_at::<$ty>($index)?,)+))
             }

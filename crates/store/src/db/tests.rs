@@ -225,29 +225,27 @@ struct Named {
 struct Pair(Named, Named);
 
 impl FromRow for Pair {
+    const COLUMNS: usize = 2 * Named::COLUMNS;
+
     fn from_row(row: &row::Row<'_>) -> Result<Self, DecodeError> {
-        Ok(Self(Named::from_row(row)?, Named::from_row(&row.after(2))?))
+        Ok(Self(Named::from_row(row)?, Named::from_row(&row.after(Named::COLUMNS))?))
     }
 }
 
 #[tokio::test]
 async fn db_two_tables_side_by_side_decode_from_their_own_views() {
     for (db, _dir) in databases("db_two_tables_side_by_side_decode_from_their_own_views").await {
+        assert_eq!((Named::COLUMNS, <(i64, String, bool)>::COLUMNS, Pair::COLUMNS), (2, 3, 4));
         let named = |name: &str, n| Named { name: name.into(), n };
         // The second view's columns in their place, then out of order (found by name, and only
         // among its own columns: the first `name` is not the second's).
-        let pair: Pair = db
-            .query("SELECT 'a' AS name, CAST(1 AS BIGINT) AS n, 'b' AS name, CAST(2 AS BIGINT) AS n")
-            .fetch_one()
-            .await
-            .expect("in place");
-        assert_eq!(pair, Pair(named("a", 1), named("b", 2)));
-        let pair: Pair = db
-            .query("SELECT 'a' AS name, CAST(1 AS BIGINT) AS n, CAST(2 AS BIGINT) AS n, 'b' AS name")
-            .fetch_one()
-            .await
-            .expect("by name");
-        assert_eq!(pair, Pair(named("a", 1), named("b", 2)));
+        for (sql, how) in [
+            ("SELECT 'a' AS name, CAST(1 AS BIGINT) AS n, 'b' AS name, CAST(2 AS BIGINT) AS n", "in place"),
+            ("SELECT 'a' AS name, CAST(1 AS BIGINT) AS n, CAST(2 AS BIGINT) AS n, 'b' AS name", "by name"),
+        ] {
+            let pair: Pair = db.query(sql).fetch_one().await.expect(how);
+            assert_eq!(pair, Pair(named("a", 1), named("b", 2)), "{how}");
+        }
         let short: Result<Pair, _> = db.query("SELECT 'a' AS name, CAST(1 AS BIGINT) AS n").fetch_one().await;
         assert!(short.is_err(), "a view past the row's columns has none of them");
     }
