@@ -4,6 +4,8 @@
 //! boundaries fall, so existing content would stop deduplicating against new uploads. Never change
 //! them silently.
 
+use std::sync::LazyLock;
+
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use oppidum_store::ByteStream;
@@ -60,22 +62,42 @@ fn whole(mut pieces: Vec<Bytes>, len: usize) -> Option<Chunk> {
     (!data.is_empty()).then(|| Chunk { hash: blake3::hash(&data).to_hex().to_string(), offset: 0, data })
 }
 
+/// The crate's gear tables (unseeded) and their shifted twins, as arrays: the scan indexes them by
+/// a byte, with no bounds check.
+static GEAR: LazyLock<([u64; 256], [u64; 256])> = LazyLock::new(|| {
+    let (gear, gear_ls) = fastcdc::v2020::get_gear_with_seed(0);
+    let mut tables = ([0; 256], [0; 256]);
+    tables.0.iter_mut().zip(gear.iter()).for_each(|(to, from)| *to = *from);
+    tables.1.iter_mut().zip(gear_ls.iter()).for_each(|(to, from)| *to = *from);
+    tables
+});
+
 /// How much one chunking buffer holds: chunks are cut out of it without a copy, and only the
 /// unchunked tail (under [`MAX_CHUNK`]) is copied when the next buffer starts.
 const WINDOW: usize = 4 * MAX_CHUNK;
 
 /// FastCDC 2020 (normalization level 1, as the crate's stream chunkers) over a buffer of its own:
 /// pieces of the body are appended once, chunks are split off as shared views of the buffer.
+///
+/// The scan is the crate's [`fastcdc::v2020::cut`], made resumable: it goes over each byte once
+/// as pieces arrive, and a chunk is cut as soon as its boundary is seen rather than once a
+/// largest chunk is buffered, so storing it overlaps the rest of the upload. The boundaries are
+/// the crate's: FastCDC tests byte pairs in order with a mask that depends only on the position,
+/// so the first boundary found in what has arrived is the one the whole content has (a test
+/// compares both on many ways of cutting the body into pieces).
 struct Cutter {
     buffer: BytesMut,
     offset: u64,
     masks: (u64, u64),
+    /// The next pair of bytes to test, and the rolling hash up to it.
+    pair: usize,
+    hash: u64,
 }
 
 impl Cutter {
     fn new() -> Self {
         let masks = fastcdc::v2020::select_masks(AVG_CHUNK, fastcdc::v2020::Normalization::Level1);
-        Self { buffer: BytesMut::with_capacity(WINDOW), offset: 0, masks }
+        Self { buffer: BytesMut::with_capacity(WINDOW), offset: 0, masks, pair: MIN_CHUNK / 2, hash: 0 }
     }
 
     fn append(&mut self, piece: &[u8]) {
@@ -87,26 +109,44 @@ impl Cutter {
         self.buffer.extend_from_slice(piece);
     }
 
-    /// Whether a cut can be made: a whole largest chunk is buffered, or the body ended.
-    fn ready(&self, ended: bool) -> bool {
-        self.buffer.len() >= MAX_CHUNK || (ended && !self.buffer.is_empty())
+    /// The length of the next chunk, if what is buffered shows where it ends.
+    fn boundary(&mut self) -> Option<usize> {
+        let (mask_s, mask_l) = self.masks;
+        let (gear, gear_ls) = &*GEAR;
+        let data = &self.buffer[..self.buffer.len().min(MAX_CHUNK)];
+        // Pairs whose both bytes have arrived; those before the average size are held to the
+        // strict mask.
+        let end = data.len() / 2;
+        let (mut pair, mut hash) = (self.pair, self.hash);
+        let found = 'scan: {
+            for (limit, mask) in [(end.min(AVG_CHUNK / 2), mask_s), (end, mask_l)] {
+                let mask_ls = mask << 1;
+                let pairs = data.get(pair * 2..limit.max(pair) * 2).unwrap_or_default();
+                for bytes in pairs.chunks_exact(2) {
+                    hash = (hash << 2).wrapping_add(gear_ls[usize::from(bytes[0])]);
+                    if hash & mask_ls == 0 {
+                        break 'scan Some(pair * 2);
+                    }
+                    hash = hash.wrapping_add(gear[usize::from(bytes[1])]);
+                    if hash & mask == 0 {
+                        break 'scan Some(pair * 2 + 1);
+                    }
+                    pair += 1;
+                }
+            }
+            None
+        };
+        (self.pair, self.hash) = (pair, hash);
+        // No boundary in a whole largest chunk: it is cut there.
+        found.or_else(|| (data.len() == MAX_CHUNK).then_some(MAX_CHUNK))
     }
 
-    fn cut(&mut self) -> Chunk {
-        let (mask_s, mask_l) = self.masks;
-        let (_, count) = fastcdc::v2020::cut(
-            &self.buffer,
-            MIN_CHUNK,
-            AVG_CHUNK,
-            MAX_CHUNK,
-            mask_s,
-            mask_l,
-            mask_s << 1,
-            mask_l << 1,
-        );
-        let data = self.buffer.split_to(count.max(1).min(self.buffer.len())).freeze();
+    /// Splits off the next `len` bytes as a chunk.
+    fn split(&mut self, len: usize) -> Chunk {
+        let data = self.buffer.split_to(len.clamp(1, self.buffer.len())).freeze();
         let chunk = Chunk { hash: blake3::hash(&data).to_hex().to_string(), offset: self.offset, data };
         self.offset += chunk.data.len() as u64;
+        (self.pair, self.hash) = (MIN_CHUNK / 2, 0);
         chunk
     }
 }
@@ -116,23 +156,26 @@ fn content_defined(mut body: ByteStream) -> impl Stream<Item = Result<Chunk, std
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
         let mut cutter = Cutter::new();
-        let mut ended = false;
         loop {
-            while !cutter.ready(ended) && !ended {
-                match body.next().await {
-                    Some(Ok(piece)) => cutter.append(&piece),
-                    Some(Err(err)) => {
-                        let _ = tx.send(Err(err)).await;
-                        return;
-                    }
-                    None => ended = true,
+            while let Some(len) = cutter.boundary() {
+                if tx.send(Ok(cutter.split(len))).await.is_err() {
+                    return;
                 }
             }
-            if !cutter.ready(ended) {
-                return;
-            }
-            if tx.send(Ok(cutter.cut())).await.is_err() {
-                return;
+            match body.next().await {
+                Some(Ok(piece)) => cutter.append(&piece),
+                Some(Err(err)) => {
+                    let _ = tx.send(Err(err)).await;
+                    return;
+                }
+                None => {
+                    // The rest is the last chunk (shorter than a largest one, with no boundary).
+                    if !cutter.buffer.is_empty() {
+                        let rest = cutter.buffer.len();
+                        let _ = tx.send(Ok(cutter.split(rest))).await;
+                    }
+                    return;
+                }
             }
         }
     });
@@ -188,6 +231,23 @@ pub(crate) mod tests {
             let joined: Vec<u8> = got.iter().flat_map(|c| c.data.iter().copied()).collect();
             assert_eq!(joined, bytes);
         }
+    }
+
+    #[tokio::test]
+    async fn boundaries_do_not_move_with_odd_pieces_or_boundless_content() {
+        // Pieces of odd sizes leave a byte pair split between two pieces; zeros hold no boundary,
+        // so they are cut at the largest size.
+        let mut bytes = data(2 * 1024 * 1024 + 77, 9);
+        bytes.extend(std::iter::repeat_n(0_u8, 3 * MAX_CHUNK + 5));
+        let reference: Vec<(u64, usize)> = fastcdc::v2020::FastCDC::new(&bytes, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+            .map(|c| (c.offset as u64, c.length))
+            .collect();
+        for piece in [7, 999, 65_537] {
+            let got = chunk_all(bytes.clone(), piece).await;
+            let cuts: Vec<(u64, usize)> = got.iter().map(|c| (c.offset, c.data.len())).collect();
+            assert_eq!(cuts, reference, "pieces of {piece}");
+        }
+        assert!(reference.iter().filter(|(_, len)| *len == MAX_CHUNK).count() >= 3);
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use http::StatusCode;
 use super::file::{ReadFile, WriteFile};
 use crate::Drive;
 use crate::error::DriveError;
-use crate::files::{CopyNode, CreateFolder, DeadProperty, Node, Scope, UpdateNode};
+use crate::files::{CopyNode, CreateFolder, DeadProperty, MAX_DEPTH, Node, Resolved, Scope, UpdateNode, validate_name};
 
 /// How drive errors read to dav-server (which turns them into status codes).
 pub(crate) fn fs_error(error: DriveError) -> FsError {
@@ -97,9 +97,10 @@ impl DavDirEntry for Entry {
 pub(crate) struct DriveFs {
     drive: Drive,
     scope: Scope,
-    /// Paths resolved during this request (dav-server asks for the same path several times per
-    /// request, and for every entry of a listing); emptied by every change.
-    resolved: Arc<Mutex<HashMap<Vec<u8>, Option<Node>>>>,
+    /// Paths resolved during this request, by [`path_key`] (dav-server asks for the same path
+    /// several times per request, and for every entry of a listing); `None`: nothing there.
+    /// Emptied by every change.
+    resolved: Arc<Mutex<HashMap<String, Option<Node>>>>,
     /// Dead properties read with a listing, by node; emptied by every change.
     properties: Arc<Mutex<HashMap<uuid::Uuid, Vec<DeadProperty>>>>,
 }
@@ -108,6 +109,15 @@ pub(crate) struct DriveFs {
 fn segments(path: &DavPath) -> Result<Vec<String>, FsError> {
     let text = std::str::from_utf8(path.as_bytes()).map_err(|_| FsError::NotFound)?;
     Ok(text.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+}
+
+/// How a path is remembered: its names, each after a `/`.
+fn path_key(names: &[String]) -> String {
+    names.iter().fold(String::new(), |mut key, name| {
+        key.push('/');
+        key.push_str(name);
+        key
+    })
 }
 
 impl DriveFs {
@@ -123,7 +133,7 @@ impl DriveFs {
         &self.scope
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Option<Node>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Node>>> {
         self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -147,23 +157,52 @@ impl DriveFs {
 
     /// The node at `path` (`None`: the top of the drive).
     pub(super) async fn node(&self, path: &DavPath) -> Result<Option<Node>, FsError> {
-        let key = path.as_bytes().strip_suffix(b"/").unwrap_or(path.as_bytes()).to_vec();
-        if let Some(known) = self.cache().get(&key) {
-            return Ok(known.clone());
+        self.walk(&segments(path)?).await
+    }
+
+    /// The node at the end of `names` (`None`: the top), missing: `NotFound`. Every folder on the
+    /// way is resolved once per request and remembered, found or not: dav-server asks for a path,
+    /// then for its folder, then opens it.
+    async fn walk(&self, names: &[String]) -> Result<Option<Node>, FsError> {
+        if names.len() > MAX_DEPTH {
+            return Err(FsError::NotFound);
         }
-        let names = segments(path)?;
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let node = self.drive.lookup(&self.scope, &refs).await.map_err(fs_error)?;
-        self.cache().insert(key, node.clone());
-        Ok(node)
+        let mut current: Option<Node> = None;
+        for depth in 1..=names.len() {
+            let key = path_key(&names[..depth]);
+            let known = self.cache().get(&key).cloned();
+            let found = match known {
+                Some(found) => found,
+                None => {
+                    let folder = match &current {
+                        None => "root".to_owned(),
+                        Some(node) if node.kind == "folder" => node.id.to_string(),
+                        Some(_) => return Err(FsError::NotFound),
+                    };
+                    let name = &names[depth - 1];
+                    let found = self.drive.find_child(&self.scope.drive, &folder, name).await.map_err(fs_error)?;
+                    self.cache().insert(key, found.clone());
+                    found
+                }
+            };
+            current = Some(found.ok_or(FsError::NotFound)?);
+        }
+        Ok(current)
+    }
+
+    /// The node at `path` if there is one.
+    async fn node_if_any(&self, path: &DavPath) -> Result<Option<Node>, FsError> {
+        match self.node(path).await {
+            Err(FsError::NotFound) => Ok(None),
+            other => other,
+        }
     }
 
     /// The folder `path` goes into (`None`: the top) and its last name.
     async fn parent_and_name(&self, path: &DavPath) -> Result<(Option<Node>, String), FsError> {
         let mut names = segments(path)?;
         let name = names.pop().ok_or(FsError::Forbidden)?;
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let parent = self.drive.lookup(&self.scope, &refs).await.map_err(fs_error)?;
+        let parent = self.walk(&names).await?;
         if parent.as_ref().is_some_and(|p| p.kind != "folder") {
             return Err(FsError::NotFound);
         }
@@ -200,21 +239,29 @@ impl DriveFs {
         if options.append {
             return Err(FsError::NotImplemented);
         }
-        self.forget();
+        // What dav-server looked up before opening (the path, its folder) is reused: nothing
+        // changed in this request yet, and the commit compares again with what is stored then.
         let (parent, name) = self.parent_and_name(path).await?;
-        let key = parent.as_ref().map_or_else(|| "root".to_owned(), |p| p.id.to_string());
-        let existing = self.drive.find_child(&self.scope.drive, &key, &name).await.map_err(fs_error)?;
+        let existing = self.node_if_any(path).await?;
         match &existing {
             Some(node) if node.kind == "folder" => return Err(FsError::Forbidden),
             Some(_) if options.create_new => return Err(FsError::Exists),
             None if !options.create && !options.create_new => return Err(FsError::NotFound),
             _ => {}
         }
-        let pending = self
-            .drive
-            .begin_upload(&self.scope, parent.map(|p| p.id), &name, None, options.size)
-            .await
-            .map_err(fs_error)?;
+        let (scope, parent_id) = (&self.scope, parent.as_ref().map(|p| p.id));
+        let pending = match validate_name(&name) {
+            // A name the drive keeps as written (not trimmed), in a drive seen whole (not through a
+            // share): the nodes resolved here are the ones the upload needs.
+            Ok(valid) if valid == name && scope.root.is_none() => {
+                let key = parent_id.map_or_else(|| "root".to_owned(), |id| id.to_string());
+                let target = Resolved { parent: parent_id, key, name, existing };
+                self.drive.begin_resolved_upload(scope, target, None, options.size).await
+            }
+            _ => self.drive.begin_upload(scope, parent_id, &name, None, options.size).await,
+        }
+        .map_err(fs_error)?;
+        self.forget();
         Ok(Box::new(WriteFile::start(self.drive.clone(), pending)))
     }
 
@@ -226,13 +273,13 @@ impl DriveFs {
         let (children, properties) =
             self.drive.list_with_properties(&self.scope, folder.map(|f| f.id)).await.map_err(fs_error)?;
         // dav-server then asks for each entry's path and properties: answer from what was read.
-        let base = path.as_bytes().strip_suffix(b"/").unwrap_or(path.as_bytes()).to_vec();
+        let base = path_key(&segments(path)?);
         {
             let mut resolved = self.cache();
             for child in &children {
                 let mut key = base.clone();
-                key.push(b'/');
-                key.extend_from_slice(child.name.as_bytes());
+                key.push('/');
+                key.push_str(&child.name);
                 resolved.insert(key, Some(child.clone()));
             }
         }

@@ -134,6 +134,9 @@ async fn serve(state: DavState, req: Request) -> Response {
         .filesystem(Box::new(files))
         .locksystem(Box::new(locks))
         .strip_prefix(prefix)
+        // A read returns what the content stream holds (a stored chunk, shared, not copied): asking
+        // for a chunk at a time sends each as one body frame instead of sixteen-kibibyte pieces.
+        .read_buf_size(crate::chunker::MAX_CHUNK)
         .principal(principal.user_id.to_string());
     let response = state.handler.handle_with(config, req).await;
     let (mut parts, body) = response.into_parts();

@@ -45,12 +45,14 @@ mod upload;
 pub use access::Scope;
 pub use links::{CreatedLink, Link, NewLink, OpenLink};
 pub use listing::{NodePage, Order, SortKey};
+pub(crate) use paths::MAX_DEPTH;
 pub use properties::DeadProperty;
 pub use resumable::{SESSION_HOURS, UploadSession};
 pub use retention::Retention;
 pub use sharing::{NewShare, Share, SharedNode};
 pub use trash::Usage;
 pub use upload::PendingUpload;
+pub(crate) use upload::Resolved;
 
 /// A file or folder.
 #[derive(Debug, Clone, Serialize, oppidum_store::FromRow, ToSchema)]

@@ -4,7 +4,7 @@ use super::{Drive, Node, Scope};
 use crate::error::DriveError;
 
 /// Deepest path followed (guards the walk, one query per segment).
-const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 impl Drive {
     /// The live node at `segments` below the top of the drive; `None` for the top itself.

@@ -80,6 +80,16 @@ pub(super) async fn insert_version(tx: &mut Tx, version: NewVersion<'_>) -> Resu
     Ok(())
 }
 
+/// Where an upload goes, resolved: the folder (`None`: the top), its key, the validated name and
+/// the live node holding that name now.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub parent: Option<Uuid>,
+    pub key: String,
+    pub name: String,
+    pub existing: Option<Node>,
+}
+
 /// An upload that passed its checks (name, permissions, quota, `If-Match`) and may now stream.
 #[derive(Debug)]
 pub struct PendingUpload {
@@ -116,6 +126,24 @@ impl Drive {
     ) -> Result<PendingUpload, DriveError> {
         scope.require_write()?;
         let name = validate_name(name)?;
+        let key = self.folder_key(scope, parent).await?;
+        let existing = self.find_child(&scope.drive, &key, &name).await?;
+        self.begin_resolved_upload(scope, Resolved { parent, key, name, existing }, if_match, declared_len).await
+    }
+
+    /// [`Self::begin_upload`] once the caller resolved the folder and what its name holds now
+    /// (WebDAV did, walking the path): nothing read twice. A name taken by a file that changes in
+    /// the meantime is caught by the commit, which compares again.
+    pub(crate) async fn begin_resolved_upload(
+        &self,
+        scope: &Scope,
+        target: Resolved,
+        if_match: Option<&str>,
+        declared_len: Option<u64>,
+    ) -> Result<PendingUpload, DriveError> {
+        scope.require_write()?;
+        let Resolved { parent, key, name, existing } = target;
+        let name = validate_name(&name)?;
         let slot = self.uploads.take(scope.actor, self.config.max_concurrent_uploads)?;
         let max = self.config.max_file_size.bytes();
         if declared_len.is_some_and(|len| len > max) {
@@ -135,8 +163,6 @@ impl Drive {
                 quota_bound = true;
             }
         }
-        let key = self.folder_key(scope, parent).await?;
-        let existing = self.find_child(&scope.drive, &key, &name).await?;
         if let Some(node) = &existing
             && node.kind == "folder"
         {

@@ -51,7 +51,7 @@ impl Pool {
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let conn = Connection::open_with_flags(path, flags)?;
             // Never wait on a lock here: a busy database sends the read to a reader thread.
-            super::configure(&conn, Duration::ZERO)?;
+            super::configure(&conn, Duration::ZERO, super::Mapping::Read)?;
             let deadline = Arc::new(AtomicU64::new(NONE));
             let watched = deadline.clone();
             conn.progress_handler(

@@ -12,7 +12,7 @@ mod writer;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -69,17 +69,30 @@ fn location(url: &str) -> Result<Option<PathBuf>, StoreError> {
     Ok(Some(PathBuf::from(path)))
 }
 
-/// How much of the database file each connection maps (address space, not memory).
+/// How much of the database file a connection maps (address space, not memory).
 const MMAP_SIZE: i64 = 1 << 30;
 
-pub(super) fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError> {
+/// Whether a connection reads pages through a mapping of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mapping {
+    /// Pages read straight from a shared mapping rather than copied in by a `pread` each: long
+    /// reads (listings of thousands of entries) otherwise spend their time in system calls.
+    Mapped,
+    /// Pages read with `pread`: SQLite unmaps the whole file whenever another connection has
+    /// committed, and the `munmap` interrupts every core running the process (a TLB shootdown,
+    /// costly in a virtual machine), which short reads between frequent writes pay on every call.
+    Read,
+}
+
+pub(super) fn configure(conn: &Connection, busy_timeout: Duration, mapping: Mapping) -> Result<(), StoreError> {
     conn.busy_timeout(busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(256);
     conn.pragma_update(None, "foreign_keys", true)?;
-    // Pages read straight from a shared mapping of the file rather than copied in by a `pread`
-    // each (a large database otherwise spends its reads in system calls). The page cache keeps
-    // its default size: a connection drops it whole whenever another one committed.
-    conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
+    // The page cache keeps its default size: a connection drops it whole whenever another one
+    // committed.
+    if mapping == Mapping::Mapped {
+        conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
+    }
     Ok(())
 }
 
@@ -91,7 +104,7 @@ impl Engine {
             Some(path) => Connection::open(path)?,
             None => Connection::open_in_memory()?,
         };
-        configure(&writer_conn, options.busy_timeout)?;
+        configure(&writer_conn, options.busy_timeout, Mapping::Mapped)?;
         if path.is_some() {
             let mode: String = writer_conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
@@ -116,7 +129,7 @@ impl Engine {
                 for index in 0..count {
                     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                     let conn = Connection::open_with_flags(path, flags)?;
-                    configure(&conn, options.busy_timeout)?;
+                    configure(&conn, options.busy_timeout, Mapping::Mapped)?;
                     let (queue, busy) = (queue.clone(), busy_readers.clone());
                     threads.push(spawn(&format!("oppidum-sqlite-reader-{index}"), move || {
                         read_loop(&conn, &queue, &busy)
@@ -167,7 +180,7 @@ impl Engine {
     pub(crate) fn begin(&self) -> Result<SqliteTx, StoreError> {
         let (ops, queue) = mpsc::channel();
         self.writer.send(WriterJob::Tx(queue)).map_err(|_| StoreError::Closed)?;
-        Ok(SqliteTx { ops })
+        Ok(SqliteTx { ops, engaged: AtomicBool::new(false) })
     }
 
     /// A statement's rows, on a reader or the writer.
@@ -251,11 +264,33 @@ fn read_loop(conn: &Connection, queue: &flume::Receiver<Option<Job>>, busy: &Ato
     }
 }
 
+/// How long a statement of an interactive transaction is watched for on the caller's thread
+/// before the caller's task sleeps: the writer, given over to the transaction, answers most
+/// statements within that, and a sleeping task costs two thread wake-ups to resume.
+const WATCH_ANSWER: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The writer's answer: watched for during [`WATCH_ANSWER`], then awaited.
+async fn answered<T>(mut answer: oneshot::Receiver<T>) -> Result<T, oneshot::error::RecvError> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < WATCH_ANSWER {
+        match answer.try_recv() {
+            Ok(value) => return Ok(value),
+            Err(oneshot::error::TryRecvError::Empty) => std::hint::spin_loop(),
+            Err(oneshot::error::TryRecvError::Closed) => break,
+        }
+    }
+    answer.await
+}
+
 /// An interactive transaction: a savepoint on the writer thread, fed statement by statement.
 /// Dropped without [`SqliteTx::commit`], it rolls back.
 #[derive(Debug)]
 pub struct SqliteTx {
     ops: mpsc::Sender<TxOp>,
+    /// Whether the writer has taken this transaction up (it answered a statement): from then on
+    /// it waits for this transaction only, and its answers are watched for. Before, it may still
+    /// be committing others' writes.
+    engaged: AtomicBool,
 }
 
 impl SqliteTx {
@@ -269,7 +304,9 @@ impl SqliteTx {
             let _ = reply.send(work(conn));
         });
         self.ops.send(TxOp::Run(job)).map_err(|_| StoreError::TxAborted)?;
-        answer.await.map_err(|_| StoreError::TxAborted)?
+        let outcome = if self.engaged.load(Ordering::Relaxed) { answered(answer).await } else { answer.await };
+        self.engaged.store(true, Ordering::Relaxed);
+        outcome.map_err(|_| StoreError::TxAborted)?
     }
 
     pub(crate) async fn fetch<T: FromRow>(
@@ -293,7 +330,8 @@ impl SqliteTx {
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.ops.send(TxOp::Commit(reply)).map_err(|_| StoreError::TxAborted)?;
-        answer.await.map_err(|_| StoreError::TxAborted)?
+        let outcome = if self.engaged.load(Ordering::Relaxed) { answered(answer).await } else { answer.await };
+        outcome.map_err(|_| StoreError::TxAborted)?
     }
 
     pub(crate) async fn rollback(self) -> Result<(), StoreError> {

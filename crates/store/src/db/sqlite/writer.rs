@@ -22,6 +22,10 @@ use crate::error::StoreError;
 /// wait of the first caller in a batch.
 const MAX_UNITS: usize = 256;
 const MAX_BATCH: Duration = Duration::from_millis(5);
+/// How long the writer, given over to an interactive transaction, watches for its next statement
+/// before it sleeps: the caller usually sends it within microseconds, and waking a sleeping
+/// thread costs more than that (see [`next_op`]).
+const WATCH: Duration = Duration::from_micros(50);
 /// How often the write-ahead log is reset (see [`checkpoint`]).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -254,7 +258,7 @@ impl<'c> Batch<'c> {
             return;
         }
         loop {
-            match ops.recv_timeout(self.tx_idle) {
+            match next_op(ops, self.tx_idle) {
                 Ok(TxOp::Run(job)) => {
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(self.conn)));
                     if self.conn.is_autocommit() {
@@ -313,6 +317,21 @@ impl<'c> Batch<'c> {
 
     fn commit(mut self) {
         self.finish();
+    }
+}
+
+/// The next operation of an interactive transaction: watched for during [`WATCH`] (the writer has
+/// nothing else to do meanwhile, and a caller finding it awake pays no wake-up), then waited for
+/// up to `idle`.
+fn next_op(ops: &Receiver<TxOp>, idle: Duration) -> Result<TxOp, RecvTimeoutError> {
+    let started = Instant::now();
+    loop {
+        match ops.try_recv() {
+            Ok(op) => return Ok(op),
+            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) if started.elapsed() < WATCH => std::hint::spin_loop(),
+            Err(TryRecvError::Empty) => return ops.recv_timeout(idle.saturating_sub(started.elapsed())),
+        }
     }
 }
 
