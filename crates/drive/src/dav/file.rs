@@ -114,9 +114,23 @@ impl DavFile for ReadFile {
 
 type Chunk = Result<Bytes, std::io::Error>;
 
-/// A file being written: the body goes through a bounded channel to a task that stores chunks,
-/// then waits for the go-ahead that the request completed before committing the version.
+/// A body not larger than this is held until the request ends and stored right there, in the
+/// request's task: small files need no storing task, channel or hand-over between threads.
+const HELD_MAX: usize = crate::content::INLINE_MAX;
+
+/// The start of an upload whose body is still small enough to hold.
+struct Held {
+    drive: Drive,
+    pending: PendingUpload,
+    pieces: Vec<Bytes>,
+    len: usize,
+}
+
+/// A file being written. Its body is held while small; beyond [`HELD_MAX`] it goes through a
+/// bounded channel to a task that stores chunks, then waits for the go-ahead that the request
+/// completed before committing the version.
 pub(crate) struct WriteFile {
+    held: Option<Held>,
     sender: Option<mpsc::Sender<Chunk>>,
     commit: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<Node, DriveError>>>,
@@ -132,6 +146,12 @@ impl std::fmt::Debug for WriteFile {
 
 impl WriteFile {
     pub(crate) fn start(drive: Drive, pending: PendingUpload) -> Self {
+        let held = Held { drive, pending, pieces: Vec::new(), len: 0 };
+        Self { held: Some(held), sender: None, commit: None, task: None, written: 0, done: None }
+    }
+
+    /// Starts the storing task, which the body outgrew holding.
+    fn launch(&mut self, drive: Drive, pending: PendingUpload) {
         let (sender, receiver) = mpsc::channel::<Chunk>(4);
         let (commit, go) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -142,7 +162,7 @@ impl WriteFile {
                 Err(_) => Err(DriveError::Upload(std::io::Error::other("the upload was interrupted"))),
             }
         });
-        Self { sender: Some(sender), commit: Some(commit), task: Some(task), written: 0, done: None }
+        (self.sender, self.commit, self.task) = (Some(sender), Some(commit), Some(task));
     }
 
     /// The task's outcome, once it has ended.
@@ -158,8 +178,26 @@ impl WriteFile {
     }
 
     async fn send(&mut self, bytes: Bytes) -> Result<(), FsError> {
-        let Some(sender) = self.sender.as_mut() else { return Err(FsError::GeneralFailure) };
         self.written += bytes.len() as u64;
+        if let Some(held) = self.held.as_mut() {
+            if held.len + bytes.len() <= HELD_MAX {
+                held.len += bytes.len();
+                held.pieces.push(bytes);
+                return Ok(());
+            }
+            if let Some(Held { drive, pending, pieces, .. }) = self.held.take() {
+                self.launch(drive, pending);
+                for piece in pieces {
+                    self.forward(piece).await?;
+                }
+            }
+        }
+        self.forward(bytes).await
+    }
+
+    /// Hands a piece of the body to the storing task.
+    async fn forward(&mut self, bytes: Bytes) -> Result<(), FsError> {
+        let Some(sender) = self.sender.as_mut() else { return Err(FsError::GeneralFailure) };
         if sender.send(Ok(bytes)).await.is_err() {
             // The storing task stopped early (size limit, quota, storage error): report why.
             self.sender = None;
@@ -171,6 +209,13 @@ impl WriteFile {
 
     async fn finish(&mut self) -> Result<(), FsError> {
         if self.done.is_some() {
+            return Ok(());
+        }
+        if let Some(Held { drive, pending, pieces, .. }) = self.held.take() {
+            let body = futures::stream::iter(pieces.into_iter().map(Ok)).boxed();
+            let manifest = drive.ingest(&pending, body).await.map_err(fs_error)?;
+            let (node, _) = drive.commit_upload(pending, &manifest).await.map_err(fs_error)?;
+            self.done = Some(node);
             return Ok(());
         }
         self.sender = None;
