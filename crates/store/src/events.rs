@@ -3,7 +3,7 @@
 //! Payloads are hints (ids and small facts), never the data itself: notifications can be lost
 //! while a listener reconnects, so consumers re-read state from the database.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,19 +28,38 @@ pub struct Event {
     pub origin: Uuid,
 }
 
+/// How many events a subscriber may fall behind before it hears that it lagged.
+const BACKLOG: usize = 1024;
+
+/// Topics a subscriber hears: each one exact, or ending with `.` for every topic under it
+/// (`drive.file.`); none for every topic.
+#[derive(Debug)]
+struct Subscription {
+    topics: Vec<&'static str>,
+    sender: broadcast::Sender<Arc<Event>>,
+}
+
+impl Subscription {
+    fn wants(&self, topic: &str) -> bool {
+        self.topics.is_empty()
+            || self.topics.iter().any(|want| *want == topic || (want.ends_with('.') && topic.starts_with(want)))
+    }
+}
+
 /// Publishes and subscribes to events; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     node: Uuid,
-    local: broadcast::Sender<Arc<Event>>,
+    /// Each subscriber has a channel of its own and hears only its topics: an event wakes the
+    /// tasks that want it, not every listener of the process.
+    subscriptions: Arc<RwLock<Vec<Subscription>>>,
     pg: Option<PgPool>,
 }
 
 impl EventBus {
     /// A bus for this process. With a PostgreSQL pool, events also go to every other node.
     pub fn new(node: Uuid, pg: Option<PgPool>) -> Self {
-        let (local, _) = broadcast::channel(1024);
-        Self { node, local, pg }
+        Self { node, subscriptions: Arc::default(), pg }
     }
 
     /// This process's node id.
@@ -50,7 +69,29 @@ impl EventBus {
 
     /// Receives every event published from now on, by this node or (on PostgreSQL) any other.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.local.subscribe()
+        self.subscribe_to(&[])
+    }
+
+    /// Receives the events of `topics` published from now on (see [`Self::subscribe`]): each
+    /// topic exact, or ending with `.` for every topic under it.
+    pub fn subscribe_to(&self, topics: &[&'static str]) -> broadcast::Receiver<Arc<Event>> {
+        let (sender, receiver) = broadcast::channel(BACKLOG);
+        let mut subscriptions = self.subscriptions.write().unwrap_or_else(PoisonError::into_inner);
+        // Subscribers that are gone are forgotten here, rarely enough not to matter.
+        subscriptions.retain(|subscription| subscription.sender.receiver_count() > 0);
+        subscriptions.push(Subscription { topics: topics.to_vec(), sender });
+        receiver
+    }
+
+    /// Hands `event` to the local subscribers that want it.
+    fn deliver(&self, event: Event) {
+        let subscriptions = self.subscriptions.read().unwrap_or_else(PoisonError::into_inner);
+        let mut shared: Option<Arc<Event>> = None;
+        for subscription in subscriptions.iter().filter(|subscription| subscription.wants(&event.topic)) {
+            let event = shared.get_or_insert_with(|| Arc::new(event.clone()));
+            // A subscriber that is gone is not an error.
+            let _ = subscription.sender.send(event.clone());
+        }
     }
 
     /// Publishes to local subscribers and, on PostgreSQL, to the other nodes.
@@ -64,8 +105,7 @@ impl EventBus {
                 tracing::warn!(topic, bytes = text.len(), "event too large for NOTIFY; delivered locally only");
             }
         }
-        // No subscriber is not an error.
-        let _ = self.local.send(Arc::new(event));
+        self.deliver(event);
         Ok(())
     }
 
@@ -97,9 +137,7 @@ impl EventBus {
         loop {
             let notification = listener.recv().await?;
             match serde_json::from_str::<Event>(notification.payload()) {
-                Ok(event) if event.origin != self.node => {
-                    let _ = self.local.send(Arc::new(event));
-                }
+                Ok(event) if event.origin != self.node => self.deliver(event),
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "ignoring malformed event notification"),
             }
@@ -119,5 +157,27 @@ mod tests {
         let event = rx.recv().await.expect("event");
         assert_eq!(event.topic, "drive.file.created");
         assert_eq!(event.origin, bus.node());
+    }
+
+    #[tokio::test]
+    async fn subscribers_hear_only_their_topics() {
+        let bus = EventBus::new(Uuid::now_v7(), None);
+        let mut exact = bus.subscribe_to(&["auth.changed"]);
+        let mut under = bus.subscribe_to(&["drive.file."]);
+        let mut all = bus.subscribe();
+        let gone = bus.subscribe_to(&["drive.file."]);
+        drop(gone);
+        for topic in ["drive.file.created", "auth.changed", "auth.changed.more", "drive.files", "drive.file.updated"] {
+            bus.publish(topic, serde_json::json!({})).await.expect("publish");
+        }
+        let drain = |rx: &mut broadcast::Receiver<Arc<Event>>| {
+            std::iter::from_fn(|| rx.try_recv().ok()).map(|event| event.topic.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(drain(&mut exact), ["auth.changed"]);
+        assert_eq!(drain(&mut under), ["drive.file.created", "drive.file.updated"]);
+        assert_eq!(drain(&mut all).len(), 5);
+        // A subscriber that went away is forgotten at the next subscription.
+        let _late = bus.subscribe_to(&["x"]);
+        assert_eq!(bus.subscriptions.read().map(|s| s.len()).unwrap_or_default(), 4);
     }
 }

@@ -162,7 +162,7 @@ impl DataApi {
             changing: tokio::sync::Mutex::new(()),
         }));
         if let Some(bus) = &api.0.bus {
-            tokio::spawn(follow_other_nodes(api.clone(), bus.subscribe(), bus.node()));
+            tokio::spawn(follow_other_nodes(api.clone(), bus.subscribe_to(&[APPS_CHANGED]), bus.node()));
         }
         for (name, path) in registry::app_dirs(&api.0.dir) {
             match api.load_from_disk(&name, &path).await {

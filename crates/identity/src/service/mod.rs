@@ -255,7 +255,7 @@ impl Identity {
     /// behind forgets everything: it cannot know what it missed.
     pub fn spawn_invalidation(&self) -> Option<tokio::task::JoinHandle<()>> {
         let bus = self.events.get()?;
-        let (mut events, node) = (bus.subscribe(), bus.node());
+        let (mut events, node) = (bus.subscribe_to(&[AUTH_CHANGED]), bus.node());
         let identity = self.clone();
         Some(tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;

@@ -203,7 +203,7 @@ async fn run_leased(shared: &Shared, lease: Lease, hard_stop: &CancellationToken
 }
 
 async fn wake_on_events(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut events = shared.queue.bus.subscribe();
+    let mut events = shared.queue.bus.subscribe_to(&[ENQUEUED_TOPIC]);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
