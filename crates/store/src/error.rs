@@ -20,6 +20,10 @@ pub enum StoreError {
     /// arguments).
     #[error("invalid statement: {0}")]
     Statement(String),
+    /// A statement of a unit of work that had to change a row changed none; nothing of the unit
+    /// was kept.
+    #[error("statement {statement} of a unit of work changed no row")]
+    Unchanged { statement: usize },
     /// The group commit holding this write failed; nothing of it was kept.
     #[error("the commit failed: {0}")]
     Commit(String),

@@ -14,7 +14,7 @@ pub mod jobs;
 pub mod testing;
 
 pub use blob::{BlobMeta, BlobStore, ByteStream};
-pub use db::{Backend, Db, Decode, DecodeError, FromRow, Json, JsonRow, JsonValues, Row, Tx, Value};
+pub use db::{Backend, Db, Decode, DecodeError, FromRow, Json, JsonRow, JsonValues, Row, Statement, Tx, Unit, Value};
 pub use error::{Constraint, StoreError};
 pub use events::{Event, EventBus};
 /// `#[derive(FromRow)]`: decodes a struct with named fields from a row, by column name.

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use chrono::Duration;
 use futures::StreamExt;
 use oppidum_core::time::Clock;
-use oppidum_store::{BlobStore, ByteStream, Db, Tx};
+use oppidum_store::{BlobStore, ByteStream, Db, Statement, Unit};
 use uuid::Uuid;
 
 use crate::chunker;
@@ -201,48 +201,49 @@ impl ContentStore {
 
     /// Records a manifest; from now on its chunks are safe from collection.
     pub async fn commit(&self, manifest: &Manifest) -> Result<Uuid, DriveError> {
-        let mut tx = self.db.begin().await?;
-        let id = self.commit_in(&mut tx, manifest).await?;
-        tx.commit().await?;
+        let mut unit = Unit::new();
+        let id = self.record(&mut unit, manifest);
+        self.db.commit_unit(unit).await?;
         Ok(id)
     }
 
-    /// Records a manifest inside the caller's transaction (the one that makes it a file's
-    /// version): its chunk list in statements of up to [`CHUNK_ROWS`] rows.
-    pub async fn commit_in(&self, tx: &mut Tx, manifest: &Manifest) -> Result<Uuid, DriveError> {
+    /// Adds to `unit` (the one that makes the manifest a file's version) the statements that record
+    /// a manifest: its chunks kept in the database, and its chunk list in statements of up to
+    /// [`CHUNK_ROWS`] rows. Returns the manifest's id.
+    pub fn record(&self, unit: &mut Unit, manifest: &Manifest) -> Uuid {
         let id = Uuid::now_v7();
         let now = self.clock.now();
         for chunk in &manifest.inline {
             // Recorded, or touched when it exists (stored in the blob store or here): collection
-            // spares it, and this transaction references it before committing.
-            tx.query(
-                "INSERT INTO drive_chunks (hash, size, stored_size, blob_key, touched_at, compression) \
-                 VALUES ($1, $2, $3, '', $4, $5) ON CONFLICT (hash) DO UPDATE SET touched_at = $4",
-            )
-            .bind(chunk.hash.as_str())
-            .bind(i64::try_from(chunk.size).unwrap_or(i64::MAX))
-            .bind(i64::try_from(chunk.stored.len()).unwrap_or(i64::MAX))
-            .bind(now)
-            .bind(chunk.compression)
-            .execute()
-            .await?;
-            tx.query(
-                "INSERT INTO drive_chunk_data (hash, data) SELECT $1, $2 \
-                 WHERE EXISTS (SELECT 1 FROM drive_chunks WHERE hash = $1 AND blob_key = '') \
-                 ON CONFLICT (hash) DO NOTHING",
-            )
-            .bind(chunk.hash.as_str())
-            .bind(chunk.stored.to_vec())
-            .execute()
-            .await?;
+            // spares it, and this unit references it before committing.
+            unit.push(
+                Statement::new(
+                    "INSERT INTO drive_chunks (hash, size, stored_size, blob_key, touched_at, compression) \
+                     VALUES ($1, $2, $3, '', $4, $5) ON CONFLICT (hash) DO UPDATE SET touched_at = $4",
+                )
+                .bind(chunk.hash.as_str())
+                .bind(i64::try_from(chunk.size).unwrap_or(i64::MAX))
+                .bind(i64::try_from(chunk.stored.len()).unwrap_or(i64::MAX))
+                .bind(now)
+                .bind(chunk.compression),
+            );
+            unit.push(
+                Statement::new(
+                    "INSERT INTO drive_chunk_data (hash, data) SELECT $1, $2 \
+                     WHERE EXISTS (SELECT 1 FROM drive_chunks WHERE hash = $1 AND blob_key = '') \
+                     ON CONFLICT (hash) DO NOTHING",
+                )
+                .bind(chunk.hash.as_str())
+                .bind(chunk.stored.to_vec()),
+            );
         }
-        tx.query("INSERT INTO drive_manifests (id, hash, size, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(manifest.hash.as_str())
-            .bind(i64::try_from(manifest.size).unwrap_or(i64::MAX))
-            .bind(now)
-            .execute()
-            .await?;
+        unit.push(
+            Statement::new("INSERT INTO drive_manifests (id, hash, size, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(manifest.hash.as_str())
+                .bind(i64::try_from(manifest.size).unwrap_or(i64::MAX))
+                .bind(now),
+        );
         for (batch, rows) in manifest.chunks.chunks(CHUNK_ROWS).enumerate() {
             let values: Vec<String> =
                 (0..rows.len()).map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
@@ -250,17 +251,17 @@ impl ContentStore {
                 "INSERT INTO drive_manifest_chunks (manifest_id, seq, chunk_hash, size) VALUES {}",
                 values.join(", ")
             );
-            let mut query = tx.query_dynamic(sql).bind(id);
+            let mut statement = Statement::dynamic(sql).bind(id);
             for (i, (hash, size)) in rows.iter().enumerate() {
                 let seq = batch * CHUNK_ROWS + i;
-                query = query
+                statement = statement
                     .bind(i64::try_from(seq).unwrap_or(i64::MAX))
                     .bind(hash.as_str())
                     .bind(i64::try_from(*size).unwrap_or(i64::MAX));
             }
-            query.execute().await?;
+            unit.push(statement);
         }
-        Ok(id)
+        id
     }
 
     /// A new manifest with the same content: copies cost no stored bytes, and deleting one never

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
-use oppidum_store::{ByteStream, Tx};
+use oppidum_store::{ByteStream, Statement, StoreError, Tx, Unit};
 use uuid::Uuid;
 
 use super::{Drive, Node, Scope, Version, check_if_match, validate_name};
@@ -61,9 +61,9 @@ pub(super) struct NewVersion<'a> {
     pub content_type: Option<&'a str>,
 }
 
-/// Records a version.
-pub(super) async fn insert_version(tx: &mut Tx, version: NewVersion<'_>) -> Result<(), DriveError> {
-    tx.query(
+/// The statement recording a version.
+fn version_row(version: NewVersion<'_>) -> Statement {
+    Statement::new(
         "INSERT INTO drive_versions (id, node_id, manifest_id, size, hash, created_by, created_at, content_type) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -75,8 +75,13 @@ pub(super) async fn insert_version(tx: &mut Tx, version: NewVersion<'_>) -> Resu
     .bind(version.by)
     .bind(version.at)
     .bind(version.content_type)
-    .execute()
-    .await?;
+}
+
+/// Records a version inside `tx`.
+pub(super) async fn insert_version(tx: &mut Tx, version: NewVersion<'_>) -> Result<(), DriveError> {
+    let mut unit = Unit::new();
+    unit.push(version_row(version));
+    tx.run_unit(unit).await?;
     Ok(())
 }
 
@@ -231,15 +236,15 @@ impl Drive {
         let now = self.now();
         let size = i64::try_from(manifest.size).unwrap_or(i64::MAX);
         let version = Uuid::now_v7();
-        // The manifest, the file and its version are one transaction: a refused commit leaves
+        // The manifest, the file and its version are one unit of work: a refused commit leaves
         // nothing behind.
-        let mut tx = self.db.begin().await?;
-        let manifest_id = self.content.commit_in(&mut tx, manifest).await?;
+        let mut unit = Unit::new();
+        let manifest_id = self.content.record(&mut unit, manifest);
         let (node_id, created, created_at) = match &pending.existing {
             Some(node) => {
-                // Another writer may have replaced it since: compare again inside the transaction.
-                let changed = tx
-                    .query(
+                // Another writer may have replaced it since: compare again as part of the commit.
+                unit.push(
+                    Statement::new(
                         "UPDATE drive_nodes SET current_version = $2, size = $3, content_hash = $4, updated_at = $5, \
                          content_type = $7 WHERE id = $1 AND trashed_at IS NULL AND content_hash IS NOT DISTINCT FROM $6",
                     )
@@ -250,17 +255,14 @@ impl Drive {
                     .bind(now)
                     .bind(node.content_hash.clone())
                     .bind(content_type)
-                    .execute()
-                    .await?;
-                if changed == 0 {
-                    return Err(DriveError::PreconditionFailed);
-                }
+                    .must_change(),
+                );
                 (node.id, false, node.created_at)
             }
             None => {
                 let id = Uuid::now_v7();
-                let inserted = tx
-                    .query(
+                unit.push(
+                    Statement::new(
                         "INSERT INTO drive_nodes (id, drive, parent_id, parent_key, name, kind, current_version, size, \
                          content_hash, created_by, created_at, updated_at, content_type) \
                          VALUES ($1, $2, $3, $4, $5, 'file', $6, $7, $8, $9, $10, $10, $11)",
@@ -275,15 +277,8 @@ impl Drive {
                     .bind(manifest.hash.as_str())
                     .bind(scope.actor)
                     .bind(now)
-                    .bind(content_type)
-                    .execute()
-                    .await;
-                match inserted {
-                    Err(err) if err.is_unique_violation() => return Err(DriveError::PreconditionFailed),
-                    other => {
-                        other?;
-                    }
-                }
+                    .bind(content_type),
+                );
                 (id, true, now)
             }
         };
@@ -298,8 +293,13 @@ impl Drive {
             at: now,
             content_type: Some(content_type),
         };
-        insert_version(&mut tx, row).await?;
-        tx.commit().await?;
+        unit.push(version_row(row));
+        match self.db.commit_unit(unit).await {
+            // The file changed since it was read, or its name was taken meanwhile.
+            Err(StoreError::Unchanged { .. }) => return Err(DriveError::PreconditionFailed),
+            Err(err) if err.is_unique_violation() => return Err(DriveError::PreconditionFailed),
+            other => other?,
+        };
         self.emit(if created { "created" } else { "updated" }, node_id, &scope.drive, "file").await;
         // The node as the transaction left it (no read back).
         let node = Node {

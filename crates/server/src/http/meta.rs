@@ -32,6 +32,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let (served, moved) = pool.quick_reads;
     metrics::counter!("oppidum_db_sqlite_quick_reads_total", "outcome" => "in_place").absolute(served);
     metrics::counter!("oppidum_db_sqlite_quick_reads_total", "outcome" => "moved").absolute(moved);
+    let (served, moved) = pool.inline_writes;
+    metrics::counter!("oppidum_db_sqlite_inline_writes_total", "outcome" => "in_place").absolute(served);
+    metrics::counter!("oppidum_db_sqlite_inline_writes_total", "outcome" => "moved").absolute(moved);
     match state.queue.stats().await {
         Ok(stats) => {
             for (status, count) in

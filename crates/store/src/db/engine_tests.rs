@@ -120,6 +120,68 @@ async fn engine_a_failed_write_leaves_nothing_alone_or_in_a_group() {
 }
 
 #[tokio::test]
+async fn engine_a_unit_commits_whole_or_not_at_all() {
+    for (db, _dir) in databases("engine_a_unit_commits_whole_or_not_at_all").await {
+        table(&db).await;
+        let insert =
+            |name: &str| Statement::new("INSERT INTO items (id, name) VALUES ($1, $2)").bind(Uuid::now_v7()).bind(name);
+        let mut unit = Unit::new();
+        unit.push(insert("a"));
+        unit.push(insert("b"));
+        unit.push(Statement::new("UPDATE items SET n = 1 WHERE name = $1").bind("b").must_change());
+        assert_eq!(db.commit_unit(unit).await.expect("unit"), vec![1, 1, 1]);
+        assert_eq!(count(&db).await, 2);
+
+        // A statement that must change a row and changes none: the unit's earlier rows are undone.
+        let mut unit = Unit::new();
+        unit.push(insert("c"));
+        unit.push(Statement::new("UPDATE items SET n = 2 WHERE name = $1").bind("nobody").must_change());
+        let refused = db.commit_unit(unit).await;
+        assert!(matches!(refused, Err(StoreError::Unchanged { statement: 1 })), "{refused:?}");
+        // A failing statement, built at run time: the same.
+        let mut unit = Unit::new();
+        unit.push(insert("d"));
+        unit.push(Statement::dynamic("INSERT INTO items (id, name) VALUES ($1, 'a')".to_owned()).bind(Uuid::now_v7()));
+        assert!(db.commit_unit(unit).await.is_err_and(|e| e.is_unique_violation()));
+        assert_eq!(count(&db).await, 2);
+
+        // Many units at once (SQLite commits them in groups): each lands or fails alone.
+        let db = Arc::new(db);
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut unit = Unit::new();
+                unit.push(insert(&format!("x{i}")));
+                let name = if i % 5 == 0 { "nobody" } else { "a" };
+                unit.push(
+                    Statement::new("UPDATE items SET n = COALESCE(n, 0) + 1 WHERE name = $1").bind(name).must_change(),
+                );
+                db.commit_unit(unit).await.is_ok()
+            }));
+        }
+        let mut landed = 0;
+        for task in tasks {
+            landed += usize::from(task.await.expect("task"));
+        }
+        assert_eq!(landed, 40);
+        assert_eq!(count(&db).await, 42);
+        let (n,): (i64,) = db.query("SELECT n FROM items WHERE name = 'a'").fetch_one().await.expect("n");
+        assert_eq!(n, 40);
+
+        // Inside a transaction: the statements run with the rest of its work.
+        let mut tx = db.begin().await.expect("begin");
+        let mut unit = Unit::new();
+        unit.push(insert("in-tx"));
+        unit.push(Statement::new("DELETE FROM items WHERE name = $1").bind("nobody").must_change());
+        assert!(matches!(tx.run_unit(unit).await, Err(StoreError::Unchanged { statement: 1 })));
+        tx.rollback().await.expect("rollback");
+        assert_eq!(count(&db).await, 42);
+        db.close().await;
+    }
+}
+
+#[tokio::test]
 async fn engine_names_the_broken_constraint() {
     for (db, _dir) in databases("engine_names_the_broken_constraint").await {
         table(&db).await;
@@ -245,5 +307,50 @@ async fn engine_sqlite_quick_reads_run_in_place_and_long_ones_move_to_a_reader()
     let (n,): (i64,) = db.query("SELECT COUNT(*) FROM items").fetch_one().await.expect("count");
     assert_eq!(n, 1);
     assert_eq!(engine.inline_stats().0, moved.0 + 1);
+    db.close().await;
+}
+
+#[tokio::test]
+async fn engine_sqlite_short_writes_commit_in_place_and_long_ones_move_to_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Db::connect(&url, &DbOptions::default()).await.expect("open");
+    let Db::Sqlite(engine) = &db else { unreachable!("an SQLite URL opens SQLite") };
+    table(&db).await;
+    let before = engine.inline_write_stats();
+    insert_one(db.query("INSERT INTO items (id, name) VALUES ($1, 'one')")).await;
+    let after = engine.inline_write_stats();
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 0), "a short write commits in place");
+    // A failed write in place leaves nothing, and the next one commits.
+    let failed = db.query("INSERT INTO items (id, name) VALUES ($1, 'two'), ($2, 'one')").bind(Uuid::now_v7());
+    assert!(failed.bind(Uuid::now_v7()).execute().await.is_err_and(|e| e.is_unique_violation()));
+    assert_eq!(count(&db).await, 1);
+
+    // Far past the budget: interrupted and rolled back in place, then run whole by the writer.
+    let long = "INSERT INTO items (id, name, n) SELECT randomblob(16), 'x' || i, i FROM (WITH RECURSIVE n(i) AS \
+                (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) SELECT i FROM n)";
+    let stats = engine.inline_write_stats();
+    assert_eq!(db.query(long).execute().await.expect("long write"), 300_000);
+    let moved = engine.inline_write_stats();
+    assert_eq!(moved.1 - stats.1, 1, "the long write moved to the writer");
+    assert_eq!(count(&db).await, 300_001);
+
+    // Many writers at once: each hears its own outcome, in place or through the queue, and the
+    // write-ahead log is checkpointed by the writer thread along the way.
+    let db = Arc::new(db);
+    let mut tasks = Vec::new();
+    for i in 0..300_i64 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = if i % 3 == 0 { "one".to_owned() } else { format!("c{i}") };
+            db.query("INSERT INTO items (id, name) VALUES ($1, $2)").bind(Uuid::now_v7()).bind(name).execute().await
+        }));
+    }
+    let mut landed = 0;
+    for task in tasks {
+        landed += usize::from(task.await.expect("task").is_ok());
+    }
+    assert_eq!(landed, 200);
+    assert_eq!(count(&db).await, 300_201);
     db.close().await;
 }

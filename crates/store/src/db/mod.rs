@@ -15,6 +15,7 @@ mod row;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod unit;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use query::{Query, Value};
 pub use row::{Decode, DecodeError, FromRow, Json, Row};
 pub use sqlite::Synchronous;
 use sqlite::{Engine as SqliteEngine, SqliteTx};
+pub use unit::{Statement, Unit};
 
 use crate::error::StoreError;
 
@@ -92,6 +94,9 @@ pub struct PoolStats {
     /// SQLite: reads answered on the caller's thread so far, and reads that moved to a reader
     /// thread (too long, database busy, or no connection free); 0 on PostgreSQL.
     pub quick_reads: (u64, u64),
+    /// SQLite: writes committed on the caller's thread so far, and writes that went to the writer
+    /// thread after trying (budget spent, database locked); 0 on PostgreSQL.
+    pub inline_writes: (u64, u64),
 }
 
 impl Db {
@@ -206,11 +211,17 @@ impl Db {
             Self::Sqlite(engine) => {
                 let (readers, busy) = engine.reader_stats();
                 let size = u32::try_from(readers).unwrap_or(u32::MAX);
-                PoolStats { size, idle: readers.saturating_sub(busy), max: size, quick_reads: engine.inline_stats() }
+                PoolStats {
+                    size,
+                    idle: readers.saturating_sub(busy),
+                    max: size,
+                    quick_reads: engine.inline_stats(),
+                    inline_writes: engine.inline_write_stats(),
+                }
             }
             Self::Postgres(pool) => {
                 let max = pool.options().get_max_connections();
-                PoolStats { size: pool.size(), idle: pool.num_idle(), max, quick_reads: (0, 0) }
+                PoolStats { size: pool.size(), idle: pool.num_idle(), max, quick_reads: (0, 0), inline_writes: (0, 0) }
             }
         }
     }
@@ -246,6 +257,11 @@ impl Tx {
     /// A run-time-built statement inside this transaction.
     pub fn query_dynamic(&mut self, sql: String) -> Query<'_> {
         Query::new(self.target(), sql.into())
+    }
+
+    /// A statement with its arguments bound already, inside this transaction.
+    fn statement(&mut self, sql: std::borrow::Cow<'static, str>, args: Vec<Value>) -> Query<'_> {
+        Query::new(self.target(), sql).with_args(args)
     }
 
     fn target(&mut self) -> Target<'_> {

@@ -80,7 +80,7 @@ pub struct Query<'c> {
 }
 
 /// The statement with its arguments bound, for PostgreSQL.
-fn pg_query(sql: Cow<'static, str>, args: Vec<Value>) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+pub(super) fn pg_query(sql: Cow<'static, str>, args: Vec<Value>) -> sqlx::query::Query<'static, Postgres, PgArguments> {
     let mut query = sqlx::query::<Postgres>(AssertSqlSafe(sql));
     for arg in args {
         query = match arg {
@@ -105,6 +105,11 @@ fn decode_pg<T: FromRow>(rows: &[PgRow]) -> Result<Vec<T>, StoreError> {
 impl<'c> Query<'c> {
     pub(crate) fn new(target: Target<'c>, sql: Cow<'static, str>) -> Self {
         Self { target, sql, args: Vec::new() }
+    }
+
+    pub(crate) fn with_args(mut self, args: Vec<Value>) -> Self {
+        self.args = args;
+        self
     }
 
     /// Binds the next `$n` argument.
@@ -155,7 +160,7 @@ impl<'c> Query<'c> {
 
 /// Statements run, for `/metrics` (`oppidum_db_statements_total`): divided by requests, the
 /// queries per request the benchmarks print.
-fn count_statement() {
+pub(super) fn count_statement() {
     metrics::counter!("oppidum_db_statements_total").increment(1);
 }
 

@@ -18,13 +18,13 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::error::StoreError;
 
 /// How long a read may run on the caller's thread before it moves to a reader thread.
-const BUDGET: Duration = Duration::from_millis(1);
+pub(super) const BUDGET: Duration = Duration::from_millis(1);
 
 /// SQLite VM instructions between two looks at the clock.
-const STEPS_PER_CHECK: i32 = 500;
+pub(super) const STEPS_PER_CHECK: i32 = 500;
 
 /// No deadline: the progress handler lets everything run.
-const NONE: u64 = u64::MAX;
+pub(super) const NONE: u64 = u64::MAX;
 
 struct Slot {
     conn: Connection,
@@ -109,12 +109,12 @@ impl Drop for Lease<'_> {
     }
 }
 
-fn nanos_since(epoch: Instant) -> u64 {
+pub(super) fn nanos_since(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(NONE - 1)
 }
 
 /// Whether a failed read should run again on a reader thread.
-fn moves(err: &StoreError) -> bool {
+pub(super) fn moves(err: &StoreError) -> bool {
     matches!(
         err,
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))

@@ -6,6 +6,7 @@
 //! [`inline`]) and moves to a reader thread only when it takes longer.
 
 mod inline;
+mod inline_write;
 mod statement;
 pub(crate) mod time;
 mod writer;
@@ -23,6 +24,7 @@ use tokio::sync::oneshot;
 use super::query::Value;
 use super::row::FromRow;
 use crate::error::StoreError;
+pub(in crate::db) use statement::execute;
 pub use writer::Synchronous;
 use writer::{TxOp, WriterJob};
 
@@ -40,6 +42,8 @@ pub(crate) struct Options {
 /// The threads and the queues to them.
 pub struct Engine {
     writer: mpsc::Sender<WriterJob>,
+    /// The writer's connection and queue length, shared with writes run inline.
+    shared: Arc<inline_write::Shared>,
     /// `None` for an in-memory database, which only one connection can see: reads go to the writer.
     readers: Option<flume::Sender<Option<Job>>>,
     reader_count: usize,
@@ -114,11 +118,15 @@ impl Engine {
             writer_conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
         }
         writer_conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
+        // Inline writes commit without an `fsync` only with `NORMAL` (see `inline_write`).
+        let inline_writes = path.is_some() && options.synchronous == Synchronous::Normal;
+        let shared =
+            Arc::new(inline_write::Shared::new(writer_conn, inline_writes, path.is_some(), options.busy_timeout)?);
 
         let mut threads = Vec::new();
         let (writer, jobs) = mpsc::channel();
-        let (checkpoints, tx_idle) = (path.is_some(), options.tx_idle);
-        threads.push(spawn("oppidum-sqlite-writer", move || writer::run(writer_conn, jobs, checkpoints, tx_idle))?);
+        let (checkpoints, tx_idle, on_writer) = (path.is_some(), options.tx_idle, shared.clone());
+        threads.push(spawn("oppidum-sqlite-writer", move || writer::run(on_writer, jobs, checkpoints, tx_idle))?);
 
         let busy_readers = Arc::new(AtomicUsize::new(0));
         let (readers, reader_count) = match &path {
@@ -145,7 +153,16 @@ impl Engine {
                 Some(inline::Pool::open(path, cores.min(options.readers.max(1)))?)
             }
         };
-        Ok(Self { writer, readers, reader_count, busy_readers, inline, threads: Mutex::new(threads) })
+        Ok(Self { writer, shared, readers, reader_count, busy_readers, inline, threads: Mutex::new(threads) })
+    }
+
+    /// Hands `job` to the writer thread, counted as waiting until it takes it.
+    fn send(&self, job: WriterJob) -> Result<(), StoreError> {
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        self.writer.send(job).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            StoreError::Closed
+        })
     }
 
     /// Runs `work` on a reader (on the writer for an in-memory database).
@@ -172,14 +189,30 @@ impl Engine {
     {
         let (reply, answer) = oneshot::channel();
         let unit = writer::unit(work, reply);
-        self.writer.send(WriterJob::Unit(unit)).map_err(|_| StoreError::Closed)?;
+        self.send(WriterJob::Unit(unit))?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A write that may run twice (its effects are rolled back in between): run at once on the
+    /// caller's thread when the writer is idle (see [`inline_write`]), else as [`Self::write`].
+    pub(crate) async fn write_again<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: Fn(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        if let Some((outcome, checkpoint_due)) = self.shared.try_run(&work) {
+            if checkpoint_due {
+                let _ = self.send(WriterJob::Checkpoint);
+            }
+            return outcome;
+        }
+        self.write(work).await
     }
 
     /// Opens an interactive transaction on the writer.
     pub(crate) fn begin(&self) -> Result<SqliteTx, StoreError> {
         let (ops, queue) = mpsc::channel();
-        self.writer.send(WriterJob::Tx(queue)).map_err(|_| StoreError::Closed)?;
+        self.send(WriterJob::Tx(queue))?;
         Ok(SqliteTx { ops, engaged: AtomicBool::new(false) })
     }
 
@@ -191,32 +224,48 @@ impl Engine {
         args: Vec<Value>,
         one: bool,
     ) -> Result<Vec<T>, StoreError> {
-        if !write && let Some(done) = self.quick(|conn| statement::fetch::<T>(conn, &sql, &args, one)) {
+        if !write && let Some(done) = self.quick(&|conn| statement::fetch::<T>(conn, &sql, &args, one)) {
             return done;
         }
         let work = move |conn: &Connection| statement::fetch::<T>(conn, &sql, &args, one);
-        if write { self.write(work).await } else { self.read(work).await }
+        if write { self.write_again(work).await } else { self.read(work).await }
     }
 
     /// A statement run for its effect, on the writer (or a reader for a read-only one).
     pub(crate) async fn execute(&self, write: bool, sql: String, args: Vec<Value>) -> Result<u64, StoreError> {
-        if !write && let Some(done) = self.quick(|conn| statement::execute(conn, &sql, &args)) {
+        if !write && let Some(done) = self.quick(&|conn| statement::execute(conn, &sql, &args)) {
             return done;
         }
         let work = move |conn: &Connection| statement::execute(conn, &sql, &args);
-        if write { self.write(work).await } else { self.read(work).await }
+        if write { self.write_again(work).await } else { self.read(work).await }
     }
 
-    /// A read run at once on the caller's thread, if it is quick (see [`inline`]).
-    fn quick<R>(&self, work: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Option<Result<R, StoreError>> {
-        self.inline.as_ref()?.try_run(work)
+    /// A read run at once on the caller's thread, if it is quick: on the writer's connection when
+    /// it is idle, else on one of the quick-read pool (see [`inline`]).
+    fn quick<R>(&self, work: &dyn Fn(&Connection) -> Result<R, StoreError>) -> Option<Result<R, StoreError>> {
+        match self.shared.try_read(work) {
+            inline_write::Read::Done(outcome) => Some(outcome),
+            inline_write::Read::Outran => {
+                if let Some(pool) = &self.inline {
+                    pool.moved.fetch_add(1, Ordering::Relaxed);
+                }
+                None
+            }
+            inline_write::Read::NotTried => self.inline.as_ref()?.try_run(work),
+        }
     }
 
     /// (reads answered on the caller's thread, reads moved to a reader thread).
     pub(crate) fn inline_stats(&self) -> (u64, u64) {
-        self.inline
-            .as_ref()
-            .map_or((0, 0), |pool| (pool.served.load(Ordering::Relaxed), pool.moved.load(Ordering::Relaxed)))
+        let on_writer = self.shared.reads_served.load(Ordering::Relaxed);
+        self.inline.as_ref().map_or((on_writer, 0), |pool| {
+            (on_writer + pool.served.load(Ordering::Relaxed), pool.moved.load(Ordering::Relaxed))
+        })
+    }
+
+    /// (writes committed on the caller's thread, writes that went to the writer after trying).
+    pub(crate) fn inline_write_stats(&self) -> (u64, u64) {
+        (self.shared.served.load(Ordering::Relaxed), self.shared.moved.load(Ordering::Relaxed))
     }
 
     /// (reader threads, readers busy now).
@@ -226,6 +275,7 @@ impl Engine {
 
     /// Lets the queued work finish, then stops the threads.
     pub(crate) async fn close(&self) {
+        self.shared.close();
         if let Some(pool) = &self.inline {
             pool.close();
         }
@@ -234,7 +284,7 @@ impl Engine {
                 let _ = readers.send(None);
             }
         }
-        let _ = self.writer.send(WriterJob::Stop);
+        let _ = self.send(WriterJob::Stop);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {

@@ -68,7 +68,7 @@ pub(super) fn fetch<T: FromRow>(conn: &Connection, sql: &str, args: &[Value], on
 }
 
 /// Runs `sql` for its effect; the number of rows it changed.
-pub(super) fn execute(conn: &Connection, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
+pub(in crate::db) fn execute(conn: &Connection, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
     let mut statement = conn.prepare_cached(sql)?;
     bind(&mut statement, args)?;
     let read_only = statement.readonly();

@@ -9,6 +9,8 @@
 //! `tx_idle`, then it rolls back) and commits it with the group.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::Job;
+use super::inline_write::{CHECKPOINT_COMMITS, Shared};
 use crate::error::StoreError;
 
 /// How many units one commit takes at most, and how long a batch may keep taking them: bounds the
@@ -56,6 +59,8 @@ pub(super) type Unit = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Se
 pub(super) enum WriterJob {
     Unit(Unit),
     Tx(Receiver<TxOp>),
+    /// Commits were made inline: time to see whether the write-ahead log needs a checkpoint.
+    Checkpoint,
     Stop,
 }
 
@@ -87,41 +92,76 @@ where
 }
 
 /// The writer thread's loop; returns when told to stop or when every sender is gone.
-pub(super) fn run(conn: Connection, jobs: Receiver<WriterJob>, checkpoints: bool, tx_idle: Duration) {
+pub(super) fn run(shared: Arc<Shared>, jobs: Receiver<WriterJob>, checkpoints: bool, tx_idle: Duration) {
     let mut last_checkpoint = Instant::now();
+    let mut checkpointed_at = 0;
+    // Each job stays counted as queued until its batch is done (see `inline_write`).
+    let done = |jobs: usize| shared.queued.fetch_sub(jobs, Ordering::AcqRel);
     loop {
         let wait = CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed());
         let first = match jobs.recv_timeout(wait) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
                 if checkpoints {
-                    checkpoint(&conn);
+                    checkpoint(&shared.lock());
                 }
                 last_checkpoint = Instant::now();
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let mut batch = Batch::new(&conn, tx_idle);
-        let mut stop = batch.take(first);
-        let started = Instant::now();
-        while !stop && batch.units < MAX_UNITS && started.elapsed() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => stop = batch.take(job),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    stop = true;
+        let (mut stop, mut taken, mut answers) = (false, 1, None);
+        if !matches!(first, WriterJob::Checkpoint) {
+            let conn = shared.lock();
+            let mut batch = Batch::new(&conn, tx_idle);
+            stop = batch.take(first);
+            let started = Instant::now();
+            while !stop && batch.units < MAX_UNITS && started.elapsed() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        taken += 1;
+                        stop = batch.take(job);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        stop = true;
+                    }
                 }
             }
+            answers = Some(batch.commit());
+            shared.commits.fetch_add(1, Ordering::Relaxed);
         }
-        batch.commit();
+        // The connection is free and the queue shorter before anyone hears back: a caller writing
+        // again at once may do it inline.
+        done(taken);
+        if let Some((replies, outcome)) = answers {
+            for reply in replies {
+                reply(outcome.clone());
+            }
+        }
         if stop {
             return;
         }
         if checkpoints && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            checkpoint(&conn);
+            checkpoint(&shared.lock());
             last_checkpoint = Instant::now();
+            checkpointed_at = shared.commits.load(Ordering::Relaxed);
+        } else if checkpoints && shared.inline {
+            // SQLite's own checkpoints are off (see `inline_write`): do what they did.
+            let commits = shared.commits.load(Ordering::Relaxed);
+            if commits.saturating_sub(checkpointed_at) >= CHECKPOINT_COMMITS {
+                passive_checkpoint(&shared.lock());
+                checkpointed_at = commits;
+            }
         }
+    }
+}
+
+/// Copies what the write-ahead log holds into the database, as far as readers allow, without
+/// waiting for them (what SQLite's automatic checkpoints do).
+fn passive_checkpoint(conn: &Connection) {
+    if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::debug!(error = %err, "passive checkpoint of the write-ahead log failed");
     }
 }
 
@@ -140,7 +180,7 @@ fn checkpoint(conn: &Connection) {
     }
 }
 
-fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+pub(super) fn exec(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
@@ -173,6 +213,8 @@ impl<'c> Batch<'c> {
         match job {
             WriterJob::Unit(unit) => self.unit(unit),
             WriterJob::Tx(ops) => self.interactive(&ops),
+            // The batch's end looks at checkpoints anyway.
+            WriterJob::Checkpoint => {}
             WriterJob::Stop => return true,
         }
         false
@@ -300,7 +342,15 @@ impl<'c> Batch<'c> {
     }
 
     fn finish(&mut self) {
-        let outcome = match &self.open {
+        let outcome = self.end();
+        for reply in self.pending.drain(..) {
+            reply(outcome.clone());
+        }
+    }
+
+    /// Commits the open transaction (or says why there is none).
+    fn end(&mut self) -> Result<(), String> {
+        match &self.open {
             Ok(()) => match exec(self.conn, "COMMIT") {
                 Ok(()) => Ok(()),
                 Err(err) => {
@@ -309,14 +359,14 @@ impl<'c> Batch<'c> {
                 }
             },
             Err(message) => Err(message.clone()),
-        };
-        for reply in self.pending.drain(..) {
-            reply(outcome.clone());
         }
     }
 
-    fn commit(mut self) {
-        self.finish();
+    /// Commits; returns the callers to answer and the outcome, for the caller to answer once it
+    /// let go of the connection.
+    fn commit(mut self) -> (Vec<Reply>, Result<(), String>) {
+        let outcome = self.end();
+        (std::mem::take(&mut self.pending), outcome)
     }
 }
 
