@@ -13,6 +13,11 @@ impl Identity {
     /// Appends an event; a failure to record is logged, never hides the action's own outcome.
     pub async fn record(&self, event: Event) {
         let action = event.action;
+        // Appends take their turn here first: the log is one hash chain, so appenders wait for
+        // each other anyway, and waiting here holds no database connection (on PostgreSQL, eight
+        // concurrent sign-ins otherwise held the whole pool waiting on the chain's lock, and every
+        // other request waited for a connection).
+        let _turn = self.audit_turn.lock().await;
         if let Err(err) = audit::append(&self.db, event, self.now()).await {
             tracing::error!(error = %err, action, "could not write the audit log");
         }

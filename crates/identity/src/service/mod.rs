@@ -59,6 +59,8 @@ pub struct Inner {
     cache: AuthCache,
     /// Where changes to principals are announced to the other nodes.
     events: OnceLock<EventBus>,
+    /// Held while this node appends to the audit log (see [`Self::record`]).
+    audit_turn: tokio::sync::Mutex<()>,
 }
 
 struct Limits {
@@ -243,6 +245,7 @@ impl Identity {
             limits,
             cache,
             events: OnceLock::new(),
+            audit_turn: tokio::sync::Mutex::new(()),
         }))
     }
 

@@ -149,7 +149,17 @@ async fn bad_tokens_are_refused(backend: Backend) {
                 .map(str::to_owned);
         jsonwebtoken::encode(&header, &payload, &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes())).expect("sign")
     };
+    let expired_other_key = {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7_u8; 32]);
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let der = key.to_pkcs8_der().expect("der");
+        let mut expired = payload.clone();
+        expired["exp"] = json!(chrono::Utc::now().timestamp() - 5);
+        let header: jsonwebtoken::Header = serde_json::from_slice(&b64.decode(parts[0]).expect("b64")).expect("hdr");
+        jsonwebtoken::encode(&header, &expired, &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes())).expect("sign")
+    };
     let cases = vec![
+        ("expired and signed by another key", expired_other_key),
         ("alg none", format!("{none_header}.{}.", parts[1])),
         ("alg HS256", format!("{hs_header}.{}.{}", parts[1], parts[2])),
         ("tampered payload", format!("{}.{tampered}.{}", parts[0], parts[2])),
@@ -162,7 +172,11 @@ async fn bad_tokens_are_refused(backend: Backend) {
     for (what, token) in cases {
         let resp = server.get_as("/api/auth/me", &token).await;
         assert_eq!(resp.status(), 401, "{what} accepted");
-        assert_eq!(json(resp).await["code"], "invalid_token", "{what}");
+        let body = json(resp).await;
+        assert_eq!(body["code"], "invalid_token", "{what}");
+        if what.starts_with("expired") {
+            assert!(body["message"].as_str().is_some_and(|m| m.contains("expired")), "{what}: {body}");
+        }
     }
     let none = server.get("/api/auth/me").await;
     assert_eq!(json(none).await["code"], "unauthenticated");
