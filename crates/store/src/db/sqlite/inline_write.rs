@@ -117,7 +117,11 @@ impl Shared {
         let Some(conn) = self.reads.then(|| self.idle_conn()).flatten() else { return Read::NotTried };
         let budget = u64::try_from(BUDGET.as_nanos()).unwrap_or(NONE);
         self.deadline.store(nanos_since(self.epoch).saturating_add(budget), Ordering::Relaxed);
+        // As on the quick-read pool, a lock held elsewhere (another process) moves the read to a
+        // reader thread instead of making this thread wait.
+        let _ = conn.busy_timeout(Duration::ZERO);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&conn)));
+        let _ = conn.busy_timeout(self.busy_timeout);
         self.deadline.store(NONE, Ordering::Relaxed);
         match outcome {
             Ok(Err(err)) if moves(&err) => Read::Outran,
