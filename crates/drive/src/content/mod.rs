@@ -159,7 +159,10 @@ impl ContentStore {
         if known.is_some() && self.touch(hash, now).await? {
             return Ok(Stored::Known);
         }
-        let key = format!("chunks/{}/{hash}/{}", &hash[..2], Uuid::now_v7().simple());
+        // A fresh key per write (see `drive_chunks.blob_key`), in one of 256 folders: a folder per
+        // chunk (as before, `chunks/ab/<hash>/<id>`; such keys stay readable) cost a directory to
+        // create with every chunk, and left it behind, empty, when the chunk was collected.
+        let key = format!("chunks/{}/{hash}.{}", &hash[..2], Uuid::now_v7().simple());
         let len = data.len() as u64;
         let (stored, compression) = compress(data).await;
         let stored_len = stored.len() as u64;
