@@ -86,9 +86,11 @@ impl EventBus {
     /// Hands `event` to the local subscribers that want it.
     fn deliver(&self, event: Event) {
         let subscriptions = self.subscriptions.read().unwrap_or_else(PoisonError::into_inner);
-        let mut shared: Option<Arc<Event>> = None;
+        if !subscriptions.iter().any(|subscription| subscription.wants(&event.topic)) {
+            return;
+        }
+        let event = Arc::new(event);
         for subscription in subscriptions.iter().filter(|subscription| subscription.wants(&event.topic)) {
-            let event = shared.get_or_insert_with(|| Arc::new(event.clone()));
             // A subscriber that is gone is not an error.
             let _ = subscription.sender.send(event.clone());
         }

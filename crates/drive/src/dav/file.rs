@@ -123,7 +123,6 @@ struct Held {
     drive: Drive,
     pending: PendingUpload,
     pieces: Vec<Bytes>,
-    len: usize,
 }
 
 /// A file being written. Its body is held while small; beyond [`HELD_MAX`] it goes through a
@@ -146,7 +145,7 @@ impl std::fmt::Debug for WriteFile {
 
 impl WriteFile {
     pub(crate) fn start(drive: Drive, pending: PendingUpload) -> Self {
-        let held = Held { drive, pending, pieces: Vec::new(), len: 0 };
+        let held = Held { drive, pending, pieces: Vec::new() };
         Self { held: Some(held), sender: None, commit: None, task: None, written: 0, done: None }
     }
 
@@ -178,14 +177,14 @@ impl WriteFile {
     }
 
     async fn send(&mut self, bytes: Bytes) -> Result<(), FsError> {
+        // While the body is held, what was written is what is held.
         self.written += bytes.len() as u64;
         if let Some(held) = self.held.as_mut() {
-            if held.len + bytes.len() <= HELD_MAX {
-                held.len += bytes.len();
+            if self.written <= HELD_MAX as u64 {
                 held.pieces.push(bytes);
                 return Ok(());
             }
-            if let Some(Held { drive, pending, pieces, .. }) = self.held.take() {
+            if let Some(Held { drive, pending, pieces }) = self.held.take() {
                 self.launch(drive, pending);
                 for piece in pieces {
                     self.forward(piece).await?;
@@ -211,7 +210,7 @@ impl WriteFile {
         if self.done.is_some() {
             return Ok(());
         }
-        if let Some(Held { drive, pending, pieces, .. }) = self.held.take() {
+        if let Some(Held { drive, pending, pieces }) = self.held.take() {
             let body = futures::stream::iter(pieces.into_iter().map(Ok)).boxed();
             let manifest = drive.ingest(&pending, body).await.map_err(fs_error)?;
             let (node, _) = drive.commit_upload(pending, &manifest).await.map_err(fs_error)?;

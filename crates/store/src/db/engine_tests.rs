@@ -30,6 +30,15 @@ async fn insert_one(query: Query<'_>) {
     query.bind(Uuid::now_v7()).execute().await.expect("insert");
 }
 
+/// An SQLite database in a file (so with readers and inline work), with the test table.
+async fn sqlite_file_with_table() -> (Db, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Db::connect(&url, &DbOptions::default()).await.expect("open");
+    table(&db).await;
+    (db, dir)
+}
+
 async fn count(db: &Db) -> i64 {
     let (n,): (i64,) = db.query("SELECT COUNT(*) FROM items").fetch_one().await.expect("count");
     n
@@ -283,11 +292,8 @@ async fn engine_sqlite_rolls_back_an_idle_transaction_and_frees_the_writer() {
 
 #[tokio::test]
 async fn engine_sqlite_quick_reads_run_in_place_and_long_ones_move_to_a_reader() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let db = Db::connect(&url, &DbOptions::default()).await.expect("open");
+    let (db, _dir) = sqlite_file_with_table().await;
     let Db::Sqlite(engine) = &db else { unreachable!("an SQLite URL opens SQLite") };
-    table(&db).await;
     insert_one(db.query("INSERT INTO items (id, name) VALUES ($1, 'one')")).await;
     let before = engine.inline_stats();
     let names: Vec<(String,)> = db.query("SELECT name FROM items").fetch_all().await.expect("names");
@@ -312,11 +318,8 @@ async fn engine_sqlite_quick_reads_run_in_place_and_long_ones_move_to_a_reader()
 
 #[tokio::test]
 async fn engine_sqlite_short_writes_commit_in_place_and_long_ones_move_to_the_writer() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let db = Db::connect(&url, &DbOptions::default()).await.expect("open");
+    let (db, _dir) = sqlite_file_with_table().await;
     let Db::Sqlite(engine) = &db else { unreachable!("an SQLite URL opens SQLite") };
-    table(&db).await;
     let before = engine.inline_write_stats();
     insert_one(db.query("INSERT INTO items (id, name) VALUES ($1, 'one')")).await;
     let after = engine.inline_write_stats();

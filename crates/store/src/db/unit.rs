@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use super::query::{Value, count_statement, pg_query};
+use super::query::{Value, count_statement};
 use super::{Db, Tx};
 use crate::error::StoreError;
 
@@ -56,14 +56,6 @@ impl Unit {
     pub fn push(&mut self, statement: Statement) {
         self.statements.push(statement);
     }
-
-    pub fn len(&self) -> usize {
-        self.statements.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.statements.is_empty()
-    }
 }
 
 /// Whether a statement's count of changed rows meets its demand.
@@ -78,11 +70,11 @@ impl Db {
     /// Runs and commits `unit`; returns how many rows each statement changed. Answered once the
     /// commit is durable; on any failure nothing of the unit is kept.
     pub async fn commit_unit(&self, unit: Unit) -> Result<Vec<u64>, StoreError> {
-        for _ in &unit.statements {
-            count_statement();
-        }
         match self {
             Self::Sqlite(engine) => {
+                for _ in &unit.statements {
+                    count_statement();
+                }
                 engine
                     .write_again(move |conn| {
                         let mut changed = Vec::with_capacity(unit.statements.len());
@@ -94,14 +86,9 @@ impl Db {
                     })
                     .await
             }
-            Self::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let mut changed = Vec::with_capacity(unit.statements.len());
-                for (index, statement) in unit.statements.into_iter().enumerate() {
-                    let must_change = statement.must_change;
-                    let rows = pg_query(statement.sql, statement.args).execute(&mut *tx).await?.rows_affected();
-                    changed.push(checked(index, must_change, rows)?);
-                }
+            Self::Postgres(_) => {
+                let mut tx = self.begin().await?;
+                let changed = tx.run_unit(unit).await?;
                 tx.commit().await?;
                 Ok(changed)
             }

@@ -21,7 +21,7 @@ use crate::error::StoreError;
 pub(super) const BUDGET: Duration = Duration::from_millis(1);
 
 /// SQLite VM instructions between two looks at the clock.
-pub(super) const STEPS_PER_CHECK: i32 = 500;
+const STEPS_PER_CHECK: i32 = 500;
 
 /// No deadline: the progress handler lets everything run.
 pub(super) const NONE: u64 = u64::MAX;
@@ -52,12 +52,7 @@ impl Pool {
             let conn = Connection::open_with_flags(path, flags)?;
             // Never wait on a lock here: a busy database sends the read to a reader thread.
             super::configure(&conn, Duration::ZERO, super::Mapping::Read)?;
-            let deadline = Arc::new(AtomicU64::new(NONE));
-            let watched = deadline.clone();
-            conn.progress_handler(
-                STEPS_PER_CHECK,
-                Some(move || nanos_since(epoch) >= watched.load(Ordering::Relaxed)),
-            )?;
+            let deadline = interrupt_at_deadline(&conn, epoch)?;
             idle.push(Slot { conn, deadline });
         }
         Ok(Self { idle: Mutex::new(idle), epoch, served: AtomicU64::new(0), moved: AtomicU64::new(0) })
@@ -74,8 +69,7 @@ impl Pool {
             self.moved.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let budget = u64::try_from(BUDGET.as_nanos()).unwrap_or(NONE);
-        slot.deadline.store(nanos_since(self.epoch).saturating_add(budget), Ordering::Relaxed);
+        slot.deadline.store(deadline_after(self.epoch, BUDGET), Ordering::Relaxed);
         // The lease gives the connection back (deadline cleared) even if `work` panics.
         let lease = Lease { pool: self, slot: Some(slot) };
         let outcome = lease.slot.as_ref().map(|slot| work(&slot.conn))?;
@@ -109,7 +103,21 @@ impl Drop for Lease<'_> {
     }
 }
 
-pub(super) fn nanos_since(epoch: Instant) -> u64 {
+/// Makes SQLite interrupt `conn`'s statements once the clock passes the returned deadline
+/// (nanoseconds after `epoch`; [`NONE`] lets everything run).
+pub(super) fn interrupt_at_deadline(conn: &Connection, epoch: Instant) -> Result<Arc<AtomicU64>, StoreError> {
+    let deadline = Arc::new(AtomicU64::new(NONE));
+    let watched = deadline.clone();
+    conn.progress_handler(STEPS_PER_CHECK, Some(move || nanos_since(epoch) >= watched.load(Ordering::Relaxed)))?;
+    Ok(deadline)
+}
+
+/// The deadline `budget` from now.
+pub(super) fn deadline_after(epoch: Instant, budget: Duration) -> u64 {
+    nanos_since(epoch).saturating_add(u64::try_from(budget.as_nanos()).unwrap_or(NONE))
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(NONE - 1)
 }
 

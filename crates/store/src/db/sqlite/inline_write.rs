@@ -16,12 +16,12 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use super::inline::{BUDGET, NONE, moves, nanos_since};
+use super::inline::{BUDGET, NONE, deadline_after, interrupt_at_deadline, moves};
 use super::writer::exec;
 use crate::error::StoreError;
 
@@ -51,7 +51,7 @@ pub(super) struct Shared {
     /// Cleared when the engine closes: nothing runs here any more.
     open: AtomicBool,
     /// Nanoseconds after `epoch` at which the statement running inline is interrupted.
-    deadline: std::sync::Arc<AtomicU64>,
+    deadline: Arc<AtomicU64>,
     epoch: Instant,
     busy_timeout: Duration,
     /// Reads answered on the writer's connection.
@@ -66,17 +66,11 @@ impl Shared {
     /// the budget's progress handler.
     pub(super) fn new(conn: Connection, inline: bool, reads: bool, busy_timeout: Duration) -> Result<Self, StoreError> {
         let epoch = Instant::now();
-        let deadline = std::sync::Arc::new(AtomicU64::new(NONE));
         if inline {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         }
-        if inline || reads {
-            let watched = deadline.clone();
-            conn.progress_handler(
-                super::inline::STEPS_PER_CHECK,
-                Some(move || nanos_since(epoch) >= watched.load(Ordering::Relaxed)),
-            )?;
-        }
+        // Without a deadline set (the writer thread's own work) the handler lets everything run.
+        let deadline = interrupt_at_deadline(&conn, epoch)?;
         Ok(Self {
             conn: Mutex::new(conn),
             queued: AtomicUsize::new(0),
@@ -115,8 +109,7 @@ impl Shared {
     /// each of them) and it maps the file: a read right after a write finds its pages in memory.
     pub(super) fn try_read<R>(&self, work: &dyn Fn(&Connection) -> Result<R, StoreError>) -> Read<R> {
         let Some(conn) = self.reads.then(|| self.idle_conn()).flatten() else { return Read::NotTried };
-        let budget = u64::try_from(BUDGET.as_nanos()).unwrap_or(NONE);
-        self.deadline.store(nanos_since(self.epoch).saturating_add(budget), Ordering::Relaxed);
+        self.deadline.store(deadline_after(self.epoch, BUDGET), Ordering::Relaxed);
         // As on the quick-read pool, a lock held elsewhere (another process) moves the read to a
         // reader thread instead of making this thread wait.
         let _ = conn.busy_timeout(Duration::ZERO);
@@ -154,17 +147,13 @@ impl Shared {
         }
         let conn = self.idle_conn()?;
         // Another process holding the write lock must not make this thread wait.
-        let began = conn
-            .busy_timeout(Duration::ZERO)
-            .and_then(|()| exec(&conn, "BEGIN IMMEDIATE"))
-            .and_then(|()| conn.busy_timeout(self.busy_timeout));
+        let began = conn.busy_timeout(Duration::ZERO).and_then(|()| exec(&conn, "BEGIN IMMEDIATE"));
+        let _ = conn.busy_timeout(self.busy_timeout);
         if began.is_err() {
-            let _ = conn.busy_timeout(self.busy_timeout);
             self.moved.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let budget = u64::try_from(BUDGET.as_nanos()).unwrap_or(NONE);
-        self.deadline.store(nanos_since(self.epoch).saturating_add(budget), Ordering::Relaxed);
+        self.deadline.store(deadline_after(self.epoch, BUDGET), Ordering::Relaxed);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&conn)));
         self.deadline.store(NONE, Ordering::Relaxed);
         let outcome = match outcome {
